@@ -1,0 +1,1 @@
+"""Differentiation adapters: user functions in torch, JAX, autograd or analytic form -> Evaluation records."""
