@@ -1,0 +1,300 @@
+"""QP solver adapters: daqp, proxsuite, clarabel, piqp, osqp behind the ``QPSolver`` protocol.
+
+Every adapter solves the one QP shape of :class:`~ncvx_ref.qp.interface.BoxQP` (box bounds plus
+at most one equality) in the same four steps:
+
+1. :func:`check_qp` validates shapes, finiteness, ``lb <= ub`` and the equality's feasibility
+   (an infeasible equality raises :class:`QPSolverError` before any library is called);
+2. :func:`closed_form` answers trivial QPs exactly (``y = 0`` when it is optimal, ``k = 1``,
+   separable ``Q``), certified by the KKT residual;
+3. the library solves the QP with tight tolerances (``Q`` is PSD and often singular: each
+   adapter uses the library's own support for that, e.g. DAQP's proximal iterations);
+4. with ``polish=True`` (the default) :func:`~ncvx_ref.qp.polish.polish` makes the answer exact
+   on its active set; the library's status is then only advisory: a certified polished answer
+   is accepted even from a library that reported a failure, and an uncertified one from a
+   library that reported success is returned unpolished.
+
+Adapters hold no state between calls (no warm starts), so one QP always gets the same answer,
+bit for bit.  Libraries are imported on first use, so a missing optional library only fails
+the adapter that needs it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+import numpy as np
+
+from .interface import BoxQP, QPSolverError
+from .polish import default_tolerance, kkt_residual, polish
+
+__all__ = ["check_qp", "closed_form", "LibraryQPSolver", "DAQPSolver", "ProxSuiteSolver",
+           "ClarabelSolver", "PIQPSolver", "OSQPSolver", "SOLVER_CLASSES"]
+
+
+def _import(module: str, adapter: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise QPSolverError(
+            f"QP solver `{adapter}` needs the Python package `{module}`; install it "
+            f"(pip install {module}) or pick another `qp_solver`.") from exc
+
+
+def check_qp(qp: BoxQP) -> None:
+    """Raise :class:`QPSolverError` unless ``qp`` is well formed and its feasible set non-empty."""
+    k = qp.size
+    if qp.q.ndim != 1 or k == 0:
+        raise QPSolverError(f"QP `q` must be a non-empty 1-D array, got shape {qp.q.shape}.")
+    if qp.Q.shape != (k, k):
+        raise QPSolverError(f"QP `Q` must have shape ({k}, {k}), got {qp.Q.shape}.")
+    for name in ("lb", "ub"):
+        if getattr(qp, name).shape != (k,):
+            raise QPSolverError(f"QP `{name}` must have shape ({k},), got {getattr(qp, name).shape}.")
+    for name in ("Q", "q", "lb", "ub"):
+        if not np.all(np.isfinite(getattr(qp, name))):
+            raise QPSolverError(f"QP `{name}` contains inf or NaN; the QP data must be finite.")
+    if np.any(qp.lb > qp.ub):
+        i = int(np.flatnonzero(qp.lb > qp.ub)[0])
+        raise QPSolverError(f"QP bounds are infeasible: lb[{i}] = {qp.lb[i]} > ub[{i}] = {qp.ub[i]}.")
+    a = qp.eq_coeffs
+    if a is None:
+        return
+    if a.shape != (k,) or not np.all(np.isfinite(a)) or not np.isfinite(qp.eq_rhs):
+        raise QPSolverError(f"QP equality must have finite coefficients of shape ({k},) and a "
+                            f"finite right-hand side.")
+    lo = float(np.sum(np.minimum(a * qp.lb, a * qp.ub)))
+    hi = float(np.sum(np.maximum(a * qp.lb, a * qp.ub)))
+    slack = default_tolerance(k) * max(1.0, abs(lo), abs(hi))
+    if not (lo - slack <= qp.eq_rhs <= hi + slack):
+        raise QPSolverError(f"QP equality is infeasible: a·y = {qp.eq_rhs} cannot hold within the "
+                            f"bounds, where a·y ranges over [{lo}, {hi}].")
+
+
+def closed_form(qp: BoxQP, tol: Optional[float] = None) -> Optional[np.ndarray]:
+    """The exact answer of a trivial QP, or ``None``: the library must solve it.
+
+    Covered: ``y = 0`` when it satisfies the KKT conditions exactly (returned as exact
+    zeros; §13: an exact zero steering answer is valid); ``k = 1``; without an equality, a
+    diagonal ``Q`` (separable: a clip per variable; a zero diagonal entry goes to the bound
+    ``q`` points away from, or to the point of the box nearest 0 when ``q_i = 0``).
+    """
+    k = qp.size
+    zero = np.zeros(k)
+    if np.all(qp.lb <= 0.0) and np.all(qp.ub >= 0.0) and kkt_residual(qp, zero).total == 0.0:
+        return zero
+    tol = default_tolerance(k) if tol is None else tol
+    a = qp.eq_coeffs
+    if a is not None:
+        if k == 1 and a[0] != 0.0:
+            y = np.clip(np.array([qp.eq_rhs / a[0]]), qp.lb, qp.ub)
+            return y  # check_qp has ensured feasibility; the clip removes rounding only
+        return None
+    d = np.diag(qp.Q)
+    if k > 1 and np.count_nonzero(qp.Q - np.diag(d)) != 0:
+        return None
+    y = np.clip(np.zeros(k), qp.lb, qp.ub)
+    pos = d > 0.0
+    y[pos] = np.clip(-qp.q[pos] / d[pos], qp.lb[pos], qp.ub[pos])
+    y[~pos & (qp.q > 0.0)] = qp.lb[~pos & (qp.q > 0.0)]
+    y[~pos & (qp.q < 0.0)] = qp.ub[~pos & (qp.q < 0.0)]
+    return y if kkt_residual(qp, y).total <= tol else None
+
+
+class LibraryQPSolver:
+    """Shared driver of the adapters (validation, closed forms, library call, polishing).
+
+    Subclasses set ``library`` and implement ``_solve_raw(qp) -> (y, ok, status)`` where
+    ``ok`` tells whether the library reported success and ``status`` is its status text.
+
+    **Arguments:**
+
+    - ``polish``: polish the library's answer to an exact one (default True).
+    - ``tol``: KKT certification tolerance (default :func:`~ncvx_ref.qp.polish.default_tolerance`).
+    """
+
+    library: str = "?"
+
+    def __init__(self, *, polish: bool = True, tol: Optional[float] = None) -> None:
+        self.polish = polish
+        self.tol = tol
+        self.name = self.library if polish else f"{self.library}-raw"
+        self.last_polish = None  # PolishOutcome of the latest call (diagnostics), None if unused
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(polish={self.polish}, tol={self.tol})"
+
+    def solve(self, qp: BoxQP) -> np.ndarray:
+        check_qp(qp)
+        self.last_polish = None
+        y = closed_form(qp, self.tol)
+        if y is not None:
+            return y
+        try:
+            y, ok, status = self._solve_raw(qp)
+        except QPSolverError:
+            raise
+        except Exception as exc:  # a library error is a QP failure (§13), with its reason
+            raise QPSolverError(f"{self.library} raised {type(exc).__name__}: {exc}") from exc
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if y.shape != (qp.size,) or not np.all(np.isfinite(y)):
+            raise QPSolverError(f"{self.library} returned no finite answer (status: {status}).")
+        if not self.polish:
+            if not ok:
+                raise QPSolverError(f"{self.library} failed (status: {status}).")
+            return y
+        out = polish(qp, y, tol=self.tol)
+        self.last_polish = out
+        if not ok and not out.certified:
+            raise QPSolverError(f"{self.library} failed (status: {status}) and its answer could "
+                                f"not be certified (KKT residual {out.residual.total:.3g}).")
+        return out.y
+
+    def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class DAQPSolver(LibraryQPSolver):
+    """DAQP: exact dual active-set method; singular ``Q`` through its proximal-point iterations."""
+
+    library = "daqp"
+
+    def __init__(self, *, polish: bool = True, tol: Optional[float] = None,
+                 eps_prox: float = 1e-6) -> None:
+        super().__init__(polish=polish, tol=tol)
+        self.eps_prox = eps_prox
+
+    def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:
+        daqp = _import("daqp", self.library)
+        k = qp.size
+        Q = np.ascontiguousarray(qp.Q)
+        if qp.eq_coeffs is None:
+            A = np.zeros((0, k))
+            bu, bl = qp.ub.copy(), qp.lb.copy()
+            sense = np.zeros(k, dtype=np.int32)
+        else:
+            A = np.ascontiguousarray(qp.eq_coeffs.reshape(1, k))
+            bu = np.append(qp.ub, qp.eq_rhs)
+            bl = np.append(qp.lb, qp.eq_rhs)
+            sense = np.append(np.zeros(k, dtype=np.int32), np.int32(5))
+        y, _fval, flag, _info = daqp.solve(Q, qp.q.copy(), A, bu, bl, sense,
+                                           eps_prox=self.eps_prox, primal_tol=1e-12,
+                                           dual_tol=1e-12, iter_limit=100000)
+        return np.asarray(y), flag in (1, 2), f"exitflag {flag}"
+
+
+class ProxSuiteSolver(LibraryQPSolver):
+    """ProxSuite ProxQP (dense backend, native box constraints): proximal augmented Lagrangian."""
+
+    library = "proxsuite"
+
+    def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:
+        proxsuite = _import("proxsuite", self.library)
+        dense = proxsuite.proxqp.dense
+        k = qp.size
+        n_eq = 0 if qp.eq_coeffs is None else 1
+        solver = dense.QP(k, n_eq, 0, True)
+        solver.settings.eps_abs = 1e-12
+        solver.settings.eps_rel = 0.0
+        solver.settings.max_iter = 10000
+        solver.settings.verbose = False
+        A = None if n_eq == 0 else qp.eq_coeffs.reshape(1, k)
+        b = None if n_eq == 0 else np.array([qp.eq_rhs])
+        solver.init(qp.Q, qp.q, A, b, None, None, None, qp.lb, qp.ub)
+        solver.solve()
+        status = solver.results.info.status
+        ok = status == proxsuite.proxqp.PROXQP_SOLVED
+        return np.array(solver.results.x), ok, str(status)
+
+
+class PIQPSolver(LibraryQPSolver):
+    """PIQP (dense backend): proximal interior-point method, robust to singular ``Q``."""
+
+    library = "piqp"
+
+    def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:
+        piqp = _import("piqp", self.library)
+        k = qp.size
+        solver = piqp.DenseSolver()
+        solver.settings.eps_abs = 1e-12
+        solver.settings.eps_rel = 1e-13
+        solver.settings.max_iter = 500
+        solver.settings.verbose = False
+        P = np.asfortranarray(qp.Q)
+        if qp.eq_coeffs is None:
+            solver.setup(P, qp.q, None, None, None, None, None, qp.lb, qp.ub)
+        else:
+            A = np.asfortranarray(qp.eq_coeffs.reshape(1, k))
+            solver.setup(P, qp.q, A, np.array([qp.eq_rhs]), None, None, None, qp.lb, qp.ub)
+        status = solver.solve()
+        return np.array(solver.result.x), status == piqp.PIQP_SOLVED, str(status)
+
+
+def _triu_csc(Q: np.ndarray):
+    import scipy.sparse as sp
+    return sp.csc_matrix(np.triu(Q))
+
+
+class ClarabelSolver(LibraryQPSolver):
+    """Clarabel: homogeneous-embedding interior-point method (sparse interface)."""
+
+    library = "clarabel"
+
+    def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:
+        clarabel = _import("clarabel", self.library)
+        import scipy.sparse as sp
+        k = qp.size
+        eye = sp.identity(k, format="csc")
+        blocks, b, cones = [], [], []
+        if qp.eq_coeffs is not None:
+            blocks.append(sp.csc_matrix(qp.eq_coeffs.reshape(1, k)))
+            b.append([qp.eq_rhs])
+            cones.append(clarabel.ZeroConeT(1))
+        blocks += [eye, -eye]  # y <= ub and -y <= -lb
+        b += [qp.ub, -qp.lb]
+        cones.append(clarabel.NonnegativeConeT(2 * k))
+        A = sp.vstack(blocks, format="csc")
+        settings = clarabel.DefaultSettings()
+        settings.verbose = False
+        settings.tol_gap_abs = settings.tol_gap_rel = 1e-12
+        settings.tol_feas = 1e-12
+        settings.tol_ktratio = 1e-10
+        settings.max_iter = 200
+        solver = clarabel.DefaultSolver(_triu_csc(qp.Q), qp.q, A, np.concatenate(b), cones, settings)
+        sol = solver.solve()
+        status = str(sol.status)
+        ok = status in ("Solved", "AlmostSolved")
+        return np.array(sol.x), ok, status
+
+
+class OSQPSolver(LibraryQPSolver):
+    """OSQP: ADMM with its own solution polishing; fixed ``rho`` updates for reproducibility.
+
+    OSQP's default adapts ``rho`` on a schedule derived from measured setup time, which makes
+    its answers vary from run to run; a fixed ``adaptive_rho_interval`` removes that.
+    """
+
+    library = "osqp"
+
+    def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:
+        osqp = _import("osqp", self.library)
+        import scipy.sparse as sp
+        k = qp.size
+        A = sp.identity(k, format="csc")
+        lo, hi = qp.lb, qp.ub
+        if qp.eq_coeffs is not None:
+            A = sp.vstack([A, sp.csc_matrix(qp.eq_coeffs.reshape(1, k))], format="csc")
+            lo = np.append(lo, qp.eq_rhs)
+            hi = np.append(hi, qp.eq_rhs)
+        solver = osqp.OSQP()
+        solver.setup(_triu_csc(qp.Q), qp.q, A, lo, hi, verbose=False, eps_abs=1e-10,
+                     eps_rel=1e-10, max_iter=20000, polishing=True, adaptive_rho_interval=25)
+        res = solver.solve()
+        status = str(res.info.status)
+        ok = status.lower().startswith("solved")
+        return np.array(res.x), ok, status
+
+
+SOLVER_CLASSES: dict[str, type[LibraryQPSolver]] = {
+    cls.library: cls for cls in (DAQPSolver, ProxSuiteSolver, ClarabelSolver, PIQPSolver, OSQPSolver)
+}
