@@ -1,0 +1,61 @@
+"""Regularization of the inverse Hessian used inside the QPs (ALGORITHM.md §12, ``make_qp_H``).
+
+With ``regularize_threshold = inf`` (default) the QPs use ``H`` itself.  Otherwise the
+eigenvalues of a copy are clipped so that its condition number is at most the threshold;
+``H`` itself is never modified.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .hessian import BFGSInverseHessian
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class QPMetric:
+    """The inverse Hessian the QPs of one iteration use: ``apply(V) = H_QP V``.
+
+    ``regularized`` is the regularized matrix when it differs from ``H`` (for the callback),
+    else None.  ``eig_failed`` reports a failed eigendecomposition (``H_QP = H`` then).
+    """
+
+    apply: Callable[[Array], Array]
+    regularized: Optional[Array] = None
+    eig_failed: bool = False
+
+
+def make_qp_metric(H, threshold: float, lower_top: bool) -> QPMetric:
+    """Build ``H_QP`` from the current (L-)BFGS object ``H`` (a frozen copy for full memory)."""
+    if not isinstance(H, BFGSInverseHessian) or not threshold < math.inf:
+        return QPMetric(apply=H.apply)
+    if H.is_initial_sparse:  # §19.11: no work while H is still the sparse H0 (maybe γ-scaled)
+        return QPMetric(apply=H.apply)
+    dense = H.dense
+    xp = H._b.xp
+    try:
+        lam, V = xp.linalg.eigh(dense)
+    except Exception:
+        return QPMetric(apply=lambda v, M=dense: M @ v, eig_failed=True)
+    new = None
+    if lower_top:
+        m = float(xp.min(xp.abs(lam)))
+        if m > 0:
+            cap = m * threshold
+            big = lam > cap
+            if bool(xp.any(big)):
+                new = xp.where(big, xp.full_like(lam, cap), lam)
+        else:
+            lower_top = False
+    if not lower_top:
+        floor = float(xp.max(lam)) / threshold
+        small = lam < floor
+        if bool(xp.any(small)):
+            new = xp.where(small, xp.full_like(lam, floor), lam)
+    if new is None:
+        return QPMetric(apply=lambda v, M=dense: M @ v)
+    Hqp = (V * new[None, :]) @ V.T
+    return QPMetric(apply=lambda v, M=Hqp: M @ v, regularized=Hqp)

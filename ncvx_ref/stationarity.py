@@ -1,0 +1,139 @@
+"""The approximate-stationarity measure (ALGORITHM.md §10): the smallest element, in the
+``H_QP`` metric, of the convex hull of penalty subgradients sampled at nearby iterates.
+
+:class:`NeighbourhoodCache` keeps the last ``ngrad`` gradient samples with triangle-inequality
+distance estimates; :func:`stationarity` builds and solves the stationarity QP with GRANSO's
+fallbacks (identity metric, then eigenvalue clipping).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional
+
+import numpy as np
+
+from .backend import Backend, to_host
+from .penalty import PenaltyPoint
+from .qp.interface import BoxQP, QPSolverError
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class GradientSample:
+    """The raw gradients at one cached point (recombined with the current ``mu`` in the QP)."""
+
+    x: Array
+    f_grad: Array
+    ci_grad: Optional[Array]
+    ce_grad: Optional[Array]
+
+
+class NeighbourhoodCache:
+    """GRANSO's ``ngrad``-slot gradient cache with accumulated distance estimates (§10.2).
+
+    With ``exact_distances=False`` (default) an estimate that exceeds ``evaldist`` is replaced
+    by the *norm of the cached point* — GRANSO 1.6.4's bug, kept so its iterates' stationarity
+    values are reproduced.  ``exact_distances=True`` uses the true distance ``‖x − z_j‖``.
+    """
+
+    def __init__(self, capacity: int, evaldist: float, backend: Backend, exact_distances: bool = False):
+        self.capacity = capacity
+        self.evaldist = evaldist
+        self._b = backend
+        self.exact = exact_distances
+        self._samples: List[Optional[GradientSample]] = [None] * capacity
+        self._dist = [math.inf] * capacity
+        self._norms: List[Optional[float]] = [None] * capacity  # memoized ‖z_j‖
+        self._filled = 0
+        self._last = -1
+
+    def add_and_query(self, sample: GradientSample) -> List[GradientSample]:
+        b = self._b
+        if self._last < 0:
+            self._filled, self._last = 1, 0
+        else:
+            h = b.norm(sample.x - self._samples[self._last].x)
+            self._dist[self._last] = 0.0
+            for j in range(self._filled):
+                self._dist[j] += h
+                if self._dist[j] > self.evaldist and math.isfinite(self._dist[j]):
+                    self._dist[j] = self._refreshed_distance(j, sample.x)
+            if self._filled < self.capacity:
+                self._filled += 1
+                self._last = self._filled - 1
+            else:
+                self._last = (self._last + 1) % self.capacity
+        self._samples[self._last] = sample
+        self._dist[self._last] = 0.0
+        self._norms[self._last] = None
+        return [self._samples[j] for j in range(self._filled) if self._dist[j] <= self.evaldist]
+
+    def _refreshed_distance(self, j: int, x: Array) -> float:
+        if self.exact:
+            return self._b.norm(x - self._samples[j].x)
+        if self._norms[j] is None:
+            self._norms[j] = self._b.norm(self._samples[j].x)
+        return self._norms[j]
+
+
+@dataclass(frozen=True)
+class StationarityResult:
+    vec: Array  # the stationarity vector d (the H_QP-scaled smallest convex-combination element)
+    value: float  # ‖d‖₂
+    n_qp: int  # attempt that succeeded (0: smooth shortcut; 1, 2, 4; 4 with inf value: all failed)
+    n_samples: int
+
+
+def stationarity(pt: PenaltyPoint, cache: NeighbourhoodCache, apply_Hqp: Callable[[Array], Array],
+                 qp_solver, opt_tol: float, backend: Backend) -> StationarityResult:
+    """§10.1: the smooth shortcut, else the termination QP over the cached neighbourhood."""
+    s = backend.norm(pt.p_grad)
+    if s <= opt_tol:
+        return StationarityResult(pt.p_grad, s, 0, 1)
+    samples = cache.add_and_query(GradientSample(pt.x, pt.f_grad, pt.ci_grad, pt.ce_grad))
+    vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend)
+    return StationarityResult(vec, backend.norm(vec), n_qp, len(samples))
+
+
+def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, qp_solver,
+                    backend: Backend):
+    """§10.3: build A, Q, q and the bounds; solve with fallbacks; ``d = −(H_QP A) y``."""
+    xp = backend.xp
+    l = len(samples)
+    cols = [s.ce_grad for s in samples if s.ce_grad is not None]
+    cols += [xp.stack([s.f_grad for s in samples], axis=1)]
+    cols += [s.ci_grad for s in samples if s.ci_grad is not None]
+    A = cols[0] if len(cols) == 1 else xp.concat(cols, axis=1)
+    HA = apply_Hqp(A)
+    Q = to_host(A.T @ HA)
+    Q = (Q + Q.T) / 2
+    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
+    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    ce = to_host(pt.ce) if m_e else np.zeros(0)
+    ci = to_host(pt.ci) if m_i else np.zeros(0)
+    mu = pt.mu
+    q = -np.concatenate([np.tile(ce, l), np.full(l, pt.f), np.tile(ci, l)])
+    lb = np.concatenate([-np.ones(l * m_e), np.zeros(l), np.zeros(l * m_i)])
+    ub = np.concatenate([np.ones(l * m_e), np.full(l, mu), np.ones(l * m_i)])
+    eq = np.concatenate([np.zeros(l * m_e), np.ones(l), np.zeros(l * m_i)])
+
+    def attempt(Qk):
+        return qp_solver.solve(BoxQP(Qk, q, lb, ub, eq_coeffs=eq, eq_rhs=mu, kind="stationarity"))
+
+    def identity_Q():
+        Qi = to_host(A.T @ A)
+        return (Qi + Qi.T) / 2
+
+    def clipped_Q():
+        lam, V = np.linalg.eigh(Q)
+        return (V * np.maximum(lam, 0.0)) @ V.T
+
+    for n_qp, make_Q in ((1, lambda: Q), (2, identity_Q), (4, clipped_Q)):
+        try:
+            y = attempt(make_Q())
+        except (QPSolverError, np.linalg.LinAlgError):
+            continue
+        return -(HA @ backend.from_host(y)), n_qp
+    return backend.full((int(pt.x.shape[0]),), math.inf), 4

@@ -1,0 +1,99 @@
+"""Steering (ALGORITHM.md §7): the penalty-SQP direction via its box-constrained dual QP, with
+``mu`` lowered until the direction is predicted to reduce the linearized violation enough.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .backend import Backend, to_host
+from .penalty import PenaltyPoint
+from .qp.interface import BoxQP
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class SteeringParameters:
+    l1_model: bool = True
+    ineq_margin: float = 1e-6
+    maxit: int = 10
+    c_viol: float = 0.1
+    c_mu: float = 0.9
+
+
+class _SteeringQP:
+    """The data shared by every ``solve(nu)`` of one steering call."""
+
+    def __init__(self, pt: PenaltyPoint, apply_M: Callable[[Array], Array], backend: Backend):
+        xp = backend.xp
+        blocks = [j for j in (pt.ce_grad, pt.ci_grad) if j is not None]  # equalities first
+        vals = [v for v in (pt.ce, pt.ci) if v is not None]
+        self.C = blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=1)
+        self.c = vals[0] if len(vals) == 1 else xp.concat(vals)
+        self.Mg = apply_M(pt.f_grad)
+        self.MC = apply_M(self.C)
+        Q = to_host(self.C.T @ self.MC)
+        self.Q = (Q + Q.T) / 2
+        m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
+        k = int(self.c.shape[0])
+        self.lb = np.concatenate([-np.ones(m_e), np.zeros(k - m_e)])
+        self.ub = np.ones(k)
+        self.backend = backend
+
+    def solve(self, nu: float, qp_solver) -> Array:
+        numg = nu * self.Mg
+        q = to_host(self.C.T @ numg - self.c)
+        y = qp_solver.solve(BoxQP(self.Q, q, self.lb, self.ub, kind="steering"))
+        return -numg - self.MC @ self.backend.from_host(y)
+
+
+def _predicted_reduction(pt: PenaltyPoint, d: Array, V: float, l1: bool, backend: Backend) -> float:
+    """Predicted reduction of the violation under the linearized constraints (§7.1)."""
+    xp = backend.xp
+    ineq = 0.0
+    if pt.ci is not None:
+        lin = pt.ci + pt.ci_grad.T @ d
+        ineq = float(xp.sum(xp.clip(lin, min=0.0))) if l1 else max(float(xp.max(lin)), 0.0)
+    eq = 0.0
+    if pt.ce is not None:
+        lin = xp.abs(pt.ce + pt.ce_grad.T @ d)
+        eq = float(xp.sum(lin)) if l1 else float(xp.max(lin))
+    if not l1 and pt.ci is None:
+        return math.nan  # §19.16: GRANSO's empty array; every test on it is false
+    return V - ineq - eq
+
+
+def steer(pt: PenaltyPoint, apply_M: Callable[[Array], Array], params: SteeringParameters,
+          qp_solver, backend: Backend):
+    """Return ``(d, mu)``: the steered direction and the (possibly lowered) penalty parameter.
+
+    A QP failure propagates as :class:`~ncvx_ref.qp.QPSolverError` (the caller falls back).
+    """
+    V = pt.tv_l1 if params.l1_model else pt.tv
+    tol = math.sqrt(backend.eps) * max(V, 1.0)  # eps of the run's dtype (2^-52 in float64)
+    data = _SteeringQP(pt, apply_M, backend)
+
+    def pred(d):
+        return _predicted_reduction(pt, d, V, params.l1_model, backend)
+
+    mu = pt.mu
+    d = data.solve(mu, qp_solver)
+    r = pred(d)
+    if r >= params.c_viol * V - tol:
+        return d, mu
+    if (params.ineq_margin < math.inf and pt.ce is None
+            and not bool(backend.xp.any(pt.ci > -params.ineq_margin))):
+        return d, mu
+    r_ref = pred(data.solve(0.0, qp_solver))
+    if r >= params.c_viol * r_ref - tol:
+        return d, mu
+    for _ in range(params.maxit):
+        mu = params.c_mu * mu
+        d = data.solve(mu, qp_solver)
+        if pred(d) >= params.c_viol * r_ref - tol:
+            return d, mu
+    return d, mu
