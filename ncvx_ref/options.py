@@ -97,8 +97,8 @@ class _Rule:
 
 
 def _num(v: float) -> str:
-    if v == math.inf:
-        return "inf"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
     if v == int(v) and abs(v) < 1e15:
         return str(int(v))
     return repr(float(v))
@@ -142,7 +142,8 @@ _RULES: Dict[str, _Rule] = {
     "debug_mode": _LOGICAL,
     # OPTIONS.md §C
     "min_fallback_level": _Rule("integer", lo=0, hi=4),
-    "max_fallback_level": _Rule("integer", lo=0, hi=4),  # and >= min when set (see __post_init__)
+    # and >= min_fallback_level when given (see __post_init__)
+    "max_fallback_level": _Rule("integer", lo=0, hi=4, text="in {min_fallback_level,...,4}"),
     "max_random_attempts": _INT_GT0,
     "steering_l1_model": _LOGICAL,
     "steering_ineq_margin": _REAL_GE0,
@@ -153,7 +154,8 @@ _RULES: Dict[str, _Rule] = {
     "regularize_max_eigenvalues": _LOGICAL,
     "quadprog_opts": _Rule("mapping", none_ok=True),
     "wolfe1": _Rule("real", lo=0.0, hi=0.5),
-    "wolfe2": _Rule("real", hi=1.0, hi_open=True),  # lower bound wolfe1, see __post_init__
+    # lower bound wolfe1, see __post_init__
+    "wolfe2": _Rule("real", lo=0.0, hi=1.0, hi_open=True, text="in [wolfe1, 1)"),
     "linesearch_nondescent_maxit": _INT_GE0,
     "linesearch_reattempts": _INT_GE0,
     "linesearch_reattempts_x0": _INT_GE0,
