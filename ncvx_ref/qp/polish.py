@@ -132,45 +132,67 @@ def kkt_residual(qp: BoxQP, y: np.ndarray, eq_multiplier: Optional[float] = None
     return KKTResidual(primal, stat, max(primal, stat), lam)
 
 
+_CHOLESKY_MIN_RCOND = 1e-12  # below this (estimated) reciprocal condition, use the eig path
+_FLAT_REL = 1e-11  # eigenvalues of the reduced Q below this fraction of its scale are flat
+
+
 def _solve_reduced(Q_ff: np.ndarray, a_f: Optional[np.ndarray], r: np.ndarray,
-                   r_eq: float) -> tuple[np.ndarray, float]:
+                   r_eq: float) -> tuple[np.ndarray, float, Optional[np.ndarray]]:
     """Newton correction on the free variables: ``[Q_ff a_f; a_fᵀ 0][d; dλ] = -[r; r_eq]``.
 
-    Cholesky when ``Q_ff`` is positive definite, else the minimum-norm least-squares solution
-    of the bordered system (singular ``Q``: the step stays close to the approximate answer).
+    Returns ``(d, dλ, d_null)``.  Cholesky when ``Q_ff`` is safely positive definite
+    (``d_null = None``); otherwise an eigendecomposition of ``Q_ff`` projected on the
+    equality's null space: Newton on the curved directions, and ``d_null``, the descent
+    direction of the gradient left in the flat directions (there the QP is linear and its
+    minimizer lies on a bound), or None when that gradient is zero.
     """
     nf = r.shape[0]
-    if a_f is None:
+    diag = np.diag(Q_ff)
+    if nf and np.min(diag) > 0.0:
         try:
-            c = sla.cho_factor(Q_ff, lower=True, check_finite=False)
-            d = -sla.cho_solve(c, r, check_finite=False)
-            if np.all(np.isfinite(d)):
-                return d, 0.0
+            L = sla.cholesky(Q_ff, lower=True, check_finite=False)
+            ld = np.diag(L)
+            if (np.min(ld) / np.max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
+                c = (L, True)
+                if a_f is None:
+                    return -sla.cho_solve(c, r, check_finite=False), 0.0, None
+                u = sla.cho_solve(c, a_f, check_finite=False)
+                v = sla.cho_solve(c, -r, check_finite=False)
+                den = float(np.dot(a_f, u))
+                if den > 0.0:
+                    dlam = (float(np.dot(a_f, v)) + r_eq) / den
+                    return v - dlam * u, dlam, None
         except (np.linalg.LinAlgError, ValueError):
             pass
-        d = sla.lstsq(Q_ff, -r, lapack_driver="gelsy", check_finite=False)[0]
-        return d, 0.0
-    K = np.empty((nf + 1, nf + 1))
-    K[:nf, :nf] = Q_ff
-    K[:nf, nf] = a_f
-    K[nf, :nf] = a_f
-    K[nf, nf] = 0.0
-    rhs = -np.concatenate([r, [r_eq]])
-    try:
-        c = sla.cho_factor(Q_ff, lower=True, check_finite=False)
-        # Schur complement on the single equality row.
-        u = sla.cho_solve(c, a_f, check_finite=False)
-        v = sla.cho_solve(c, rhs[:nf], check_finite=False)
-        den = float(np.dot(a_f, u))
-        if den != 0.0 and np.isfinite(den):
-            dlam = (float(np.dot(a_f, v)) - rhs[nf]) / den
-            d = v - dlam * u
-            if np.all(np.isfinite(d)) and np.isfinite(dlam):
-                return d, dlam
-    except (np.linalg.LinAlgError, ValueError):
-        pass
-    sol = sla.lstsq(K, rhs, lapack_driver="gelsy", check_finite=False)[0]
-    return sol[:nf], float(sol[nf])
+    d0 = np.zeros(nf)
+    z = r
+    P = None
+    if a_f is not None:
+        aa = float(np.dot(a_f, a_f))
+        if aa > 0.0:
+            d0 = -(r_eq / aa) * a_f  # restores a·y = b
+            z = r + Q_ff @ d0
+            P = np.eye(nf) - np.outer(a_f, a_f) / aa
+    H = Q_ff if P is None else P @ Q_ff @ P
+    lam_, V = np.linalg.eigh((H + H.T) / 2)
+    zp = z if P is None else P @ z
+    c = V.T @ zp
+    # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
+    # those directions are treated as linear, which the line step handles exactly anyway.
+    thresh = _FLAT_REL * max(float(np.max(np.abs(lam_), initial=0.0)), float(np.max(diag)))
+    curved = lam_ > thresh
+    d = d0 - V[:, curved] @ (c[curved] / lam_[curved])
+    dlam = 0.0
+    if P is not None:
+        z_new = z + Q_ff @ (d - d0)
+        dlam = -float(np.dot(a_f, z_new)) / float(np.dot(a_f, a_f))
+    flat_c = c[~curved]
+    d_null = None
+    if flat_c.size and np.any(flat_c != 0.0):
+        d_null = -V[:, ~curved] @ flat_c
+        if P is not None:
+            d_null = P @ d_null
+    return d, dlam, d_null
 
 
 def _candidate_active_sets(qp: BoxQP, y: np.ndarray, g: np.ndarray, w: float, s: float):
@@ -184,7 +206,7 @@ def _candidate_active_sets(qp: BoxQP, y: np.ndarray, g: np.ndarray, w: float, s:
 
 
 def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
-           max_rounds: int = 8) -> PolishOutcome:
+           max_rounds: int = 25) -> PolishOutcome:
     """Polish the approximate answer ``y0`` of ``qp``; certified when the KKT residual <= ``tol``.
 
     Returns the polished answer if certified, else ``y0`` unchanged (``certified=False``).
@@ -243,20 +265,23 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, lam: float, at_lb: np.nda
         y[at_ub] = ub[at_ub]
         free = ~(at_lb | at_ub)
         idx = np.flatnonzero(free)
+        d_null = None
         if idx.size:
             Q_ff = qp.Q[np.ix_(idx, idx)]
             a_f = None if a is None else a[idx]
-            for _refine in range(2):  # one Newton step plus one refinement step
+            for refine in range(2):  # one Newton step plus one refinement step
                 g = qp.Q[idx] @ y + qp.q[idx]
                 r_eq = 0.0
                 if a is not None:
                     g = g + lam * a_f
                     r_eq = float(np.dot(a, y)) - qp.eq_rhs
-                d, dlam = _solve_reduced(Q_ff, a_f, g, r_eq)
+                d, dlam, flat = _solve_reduced(Q_ff, a_f, g, r_eq)
                 if not (np.all(np.isfinite(d)) and np.isfinite(dlam)):
                     break
                 y[idx] += d
                 lam += dlam
+                if refine == 0:
+                    d_null = flat
         res = kkt_residual(qp, y, lam if a is not None else None)
         if res.total < best_res.total:
             best_y, best_res = y, res
@@ -270,9 +295,58 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, lam: float, at_lb: np.nda
         dual_tol = tol * s
         release_lb = at_lb & (z < -dual_tol) & (lb < ub)
         release_ub = at_ub & (z > dual_tol) & (lb < ub)
-        if not (over_lb.any() or over_ub.any() or release_lb.any() or release_ub.any()):
-            break  # active set is consistent but the linear algebra is not accurate enough
-        at_lb = (at_lb & ~release_lb) | over_lb
-        at_ub = (at_ub & ~release_ub) | over_ub
-        y = np.clip(y, lb, ub)
+        if over_lb.any() or over_ub.any() or release_lb.any() or release_ub.any():
+            at_lb = (at_lb & ~release_lb) | over_lb
+            at_ub = (at_ub & ~release_ub) | over_ub
+            y = np.clip(y, lb, ub)
+            continue
+        # Consistent active set, yet a gradient remains in the flat directions of Q_ff,
+        # where the QP is linear: follow it to the nearest bound, which becomes active.
+        p = None
+        if d_null is not None:
+            p = np.zeros_like(y)
+            p[idx] = d_null
+        hit = _line_step(qp, y, z, p, idx, lb, ub)
+        if hit is None:
+            break
+        y, blocked_lb, blocked_ub = hit
+        at_lb |= blocked_lb
+        at_ub |= blocked_ub
     return best_y, best_res, max_rounds
+
+
+def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],
+               idx: np.ndarray, lb: np.ndarray, ub: np.ndarray):
+    """Step along ``p`` (default: steepest descent on the free variables, keeping ``a·y``).
+
+    Returns ``(y, newly_at_lb, newly_at_ub)`` (the step stops early at the exact minimizer
+    along the direction when that comes first), or None when there is no descent direction.
+    """
+    a = qp.eq_coeffs
+    if p is None:
+        p = np.zeros_like(y)
+        p[idx] = -z[idx]
+        if a is not None:
+            a_f = a[idx]
+            aa = float(np.dot(a_f, a_f))
+            if aa > 0.0:
+                p[idx] += (float(np.dot(a_f, z[idx])) / aa) * a_f
+    slope = float(np.dot(z, p))
+    if not slope < 0.0:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_lb = np.where(p < 0.0, (lb - y) / p, np.inf)
+        t_ub = np.where(p > 0.0, (ub - y) / p, np.inf)
+    t_max = float(min(np.min(t_lb), np.min(t_ub)))
+    curv = float(p @ (qp.Q @ p))
+    if curv > 0.0 and -slope / curv < t_max:  # the exact minimizer along p comes first
+        none = np.zeros(y.shape, dtype=bool)
+        return y + (-slope / curv) * p, none, none
+    if not np.isfinite(t_max):
+        return None
+    y = y + t_max * p
+    new_lb = t_lb <= t_max
+    new_ub = t_ub <= t_max
+    y[new_lb] = lb[new_lb]
+    y[new_ub] = ub[new_ub]
+    return y, new_lb, new_ub

@@ -1,0 +1,322 @@
+"""The QP layer: every adapter answers the method's QPs to KKT accuracy, exactly and reproducibly.
+
+QPs are drawn like the method builds them (ALGORITHM.md §7, §10.3): ``Q = CᵀMC`` from ``n``
+random "gradients" ``C`` (``k`` columns), so ``Q`` is PSD and singular whenever ``k > n`` or
+columns nearly coincide; box bounds ``[-1, 1]`` / ``[0, 1]`` (steering) or ``[0, μ]`` plus
+``Σ y = μ`` on the objective block (stationarity).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ncvx_ref.qp.interface import BoxQP, QPSolverError
+from ncvx_ref.qp.polish import default_tolerance, kkt_residual, polish
+from ncvx_ref.qp.solvers import SOLVER_CLASSES, DAQPSolver, check_qp, closed_form
+from ncvx_ref.qp.default import (RecordingQPSolver, available_qp_solvers, default_qp_solver,
+                                 get_qp_solver, load_qp_corpus)
+
+SOLVER_NAMES = sorted(SOLVER_CLASSES)
+HYP = settings(derandomize=True, database=None, deadline=None, max_examples=40,
+               suppress_health_check=[HealthCheck.too_slow])
+
+
+def _objective(qp: BoxQP, y: np.ndarray) -> float:
+    return float(0.5 * y @ qp.Q @ y + qp.q @ y)
+
+
+@st.composite
+def steering_qps(draw, strictly_convex: bool = False):
+    """A steering-like QP: ``m_E`` variables in [-1, 1], the rest in [0, 1]."""
+    k = draw(st.integers(1, 12))
+    n = draw(st.integers(1, 15))
+    m_e = draw(st.integers(0, k))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    C = rng.standard_normal((n, k))
+    if draw(st.booleans()) and k > 1:  # nearly identical columns: the late-run degeneracy
+        C[:, 1:] = C[:, :1] + 1e-7 * rng.standard_normal((n, k - 1))
+    Q = C.T @ C
+    if strictly_convex:
+        Q = Q + 0.1 * np.eye(k)
+    Q = (Q + Q.T) / 2
+    q = rng.standard_normal(k) * draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    lb = np.concatenate([-np.ones(m_e), np.zeros(k - m_e)])
+    return BoxQP(Q, q, lb, np.ones(k), kind="steering")
+
+
+@st.composite
+def stationarity_qps(draw):
+    """A stationarity-like QP: blocks E, F, I; ``Σ y_F = μ`` with ``y_F`` in [0, μ]."""
+    samples = draw(st.integers(1, 6))
+    m_e = draw(st.integers(0, 2))
+    m_i = draw(st.integers(0, 3))
+    n = draw(st.integers(1, 12))
+    mu = draw(st.sampled_from([1.0, 0.01, 10.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    spread = draw(st.sampled_from([1e-8, 1e-3, 1.0]))  # how different the cached gradients are
+    base = rng.standard_normal((n, 1 + m_e + m_i))
+    cols_e = [base[:, 1 + j:2 + j] + spread * rng.standard_normal((n, samples)) for j in range(m_e)]
+    cols_f = base[:, :1] + spread * rng.standard_normal((n, samples))
+    cols_i = [base[:, 1 + m_e + j:2 + m_e + j] + spread * rng.standard_normal((n, samples))
+              for j in range(m_i)]
+    A = np.hstack(cols_e + [cols_f] + cols_i)
+    Q = A.T @ A
+    Q = (Q + Q.T) / 2
+    k = A.shape[1]
+    ce = np.repeat(rng.standard_normal(m_e), samples)
+    ci = np.repeat(rng.standard_normal(m_i), samples)
+    f = rng.standard_normal()
+    q = -np.concatenate([ce, np.full(samples, f), ci])
+    ke, kf = m_e * samples, samples
+    lb = np.concatenate([-np.ones(ke), np.zeros(kf), np.zeros(k - ke - kf)])
+    ub = np.concatenate([np.ones(ke), np.full(kf, mu), np.ones(k - ke - kf)])
+    a = np.concatenate([np.zeros(ke), np.ones(kf), np.zeros(k - ke - kf)])
+    return BoxQP(Q, q, lb, ub, a, mu, kind="stationarity")
+
+
+def _check_kkt(qp: BoxQP, y: np.ndarray, name: str) -> None:
+    assert y.shape == (qp.size,) and y.dtype == np.float64, name
+    res = kkt_residual(qp, y)
+    # Polished answers are certified to default_tolerance(k) (1e-12 for the sizes drawn here).
+    assert res.total <= default_tolerance(qp.size), f"{name}: KKT residual {res}"
+    assert np.all(y >= qp.lb) and np.all(y <= qp.ub), f"{name}: answer outside the bounds"
+
+
+# -- KKT accuracy of every adapter ------------------------------------------------------------
+@pytest.mark.parametrize("name", SOLVER_NAMES)
+@HYP
+@given(qp=steering_qps(strictly_convex=True))
+def test_strictly_convex_box_qp_kkt(name, qp):
+    _check_kkt(qp, get_qp_solver(name).solve(qp), name)
+
+
+@pytest.mark.parametrize("name", SOLVER_NAMES)
+@HYP
+@given(qp=steering_qps())
+def test_psd_singular_box_qp_kkt(name, qp):
+    _check_kkt(qp, get_qp_solver(name).solve(qp), name)
+
+
+@pytest.mark.parametrize("name", SOLVER_NAMES)
+@HYP
+@given(qp=stationarity_qps())
+def test_stationarity_qp_with_equality_kkt(name, qp):
+    y = get_qp_solver(name).solve(qp)
+    _check_kkt(qp, y, name)
+    assert abs(float(qp.eq_coeffs @ y) - qp.eq_rhs) <= 1e-12 * max(1.0, qp.eq_rhs)
+
+
+@HYP
+@given(qp=st.one_of(steering_qps(), stationarity_qps()))
+def test_solvers_agree_on_the_optimal_value(qp):
+    """All polished adapters reach the same optimal value (the QP's optimum is unique)."""
+    values = [_objective(qp, get_qp_solver(name).solve(qp)) for name in SOLVER_NAMES]
+    scale = max(1.0, float(np.max(np.abs(qp.q))), float(np.max(np.abs(qp.Q))))
+    assert max(values) - min(values) <= 1e-10 * scale, dict(zip(SOLVER_NAMES, values))
+
+
+# -- exact zero ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SOLVER_NAMES)
+@HYP
+@given(qp=steering_qps(), data=st.data())
+def test_zero_is_returned_exactly_when_it_is_the_solution(name, qp, data):
+    """q_I >= 0 and q_E = 0 make y = 0 optimal: the answer must be exact zeros (§13)."""
+    q = np.abs(qp.q) * data.draw(st.sampled_from([0.0, 1.0]))
+    q[qp.lb < 0] = 0.0
+    zero_qp = BoxQP(qp.Q, q, qp.lb, qp.ub, kind="steering")
+    y = get_qp_solver(name).solve(zero_qp)
+    assert np.array_equal(y, np.zeros(qp.size)), f"{name} returned {y}"
+
+
+@pytest.mark.parametrize("name", SOLVER_NAMES)
+@HYP
+@given(qp=steering_qps())
+def test_nonzero_answer_when_zero_is_not_optimal(name, qp):
+    if kkt_residual(qp, np.zeros(qp.size)).total <= 10 * default_tolerance(qp.size):
+        return  # y = 0 is optimal or within rounding of it: covered by the test above
+    assert np.any(get_qp_solver(name).solve(qp) != 0.0)
+
+
+def test_zero_answer_with_active_constraints_polished_to_exact_zero():
+    """A library's ~1e-20 values at the bound 0 become exact zeros after polishing."""
+    rng = np.random.default_rng(3)
+    C = rng.standard_normal((3, 8))
+    qp = BoxQP(C.T @ C, np.abs(rng.standard_normal(8)) + 0.1, np.zeros(8), np.ones(8))
+    out = polish(qp, np.full(8, 1e-9))
+    assert out.certified and np.array_equal(out.y, np.zeros(8))
+
+
+# -- closed forms ------------------------------------------------------------------------------
+@pytest.mark.parametrize("Qv, qv, lb, ub, expected", [
+    (2.0, -1.0, 0.0, 1.0, 0.5),    # interior minimizer -q/Q
+    (2.0, -5.0, 0.0, 1.0, 1.0),    # clipped at ub
+    (2.0, 3.0, -1.0, 1.0, -1.0),   # clipped at lb
+    (0.0, -1.0, 0.0, 1.0, 1.0),    # linear: goes to the bound q points away from
+    (0.0, 1.0, -1.0, 1.0, -1.0),
+    (0.0, 0.0, -1.0, 1.0, 0.0),    # flat: the point nearest 0
+    (4.0, 0.0, 0.0, 1.0, 0.0),     # y = 0 exact
+])
+@pytest.mark.parametrize("name", SOLVER_NAMES)
+def test_k1_closed_form(name, Qv, qv, lb, ub, expected):
+    qp = BoxQP(np.array([[Qv]]), np.array([qv]), np.array([lb]), np.array([ub]))
+    assert closed_form(qp) is not None
+    y = get_qp_solver(name).solve(qp)
+    assert y.tolist() == [expected]
+
+
+def test_k1_with_equality_closed_form():
+    qp = BoxQP(np.array([[3.0]]), np.array([7.0]), np.array([0.0]), np.array([0.5]),
+               np.array([1.0]), 0.5, kind="stationarity")
+    assert DAQPSolver().solve(qp).tolist() == [0.5]
+
+
+def test_diagonal_q_is_separable_closed_form():
+    qp = BoxQP(np.diag([1.0, 2.0, 0.0]), np.array([-0.5, -4.0, 1.0]), np.zeros(3), np.ones(3))
+    y = closed_form(qp)
+    assert y is not None and y.tolist() == [0.5, 1.0, 0.0]
+
+
+# -- failures ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SOLVER_NAMES)
+def test_infeasible_equality_raises(name):
+    k = 4
+    qp = BoxQP(np.eye(k), np.zeros(k), np.zeros(k), np.ones(k), np.ones(k), 5.0)  # Σy <= 4 < 5
+    with pytest.raises(QPSolverError, match="equality is infeasible"):
+        get_qp_solver(name).solve(qp)
+
+
+@pytest.mark.parametrize("qp, match", [
+    (BoxQP(np.eye(2), np.zeros(2), np.ones(2), np.zeros(2)), "bounds are infeasible"),
+    (BoxQP(np.eye(2), np.array([np.nan, 0.0]), np.zeros(2), np.ones(2)), "`q` contains inf or NaN"),
+    (BoxQP(np.eye(3), np.zeros(2), np.zeros(2), np.ones(2)), "`Q` must have shape"),
+    (BoxQP(np.eye(2), np.zeros(2), np.zeros(3), np.ones(2)), "`lb` must have shape"),
+    (BoxQP(np.zeros((0, 0)), np.zeros(0), np.zeros(0), np.zeros(0)), "non-empty"),
+])
+def test_malformed_qp_raises(qp, match):
+    with pytest.raises(QPSolverError, match=match):
+        check_qp(qp)
+    with pytest.raises(QPSolverError, match=match):
+        default_qp_solver().solve(qp)
+
+
+def test_library_failure_without_certificate_raises():
+    class Broken(DAQPSolver):
+        def _solve_raw(self, qp):
+            return np.full(qp.size, 0.3), False, "exitflag -4"  # wrong answer, failed status
+
+    rng = np.random.default_rng(0)
+    C = rng.standard_normal((4, 6))
+    qp = BoxQP(C.T @ C, rng.standard_normal(6), np.zeros(6), np.ones(6))
+    with pytest.raises(QPSolverError, match="daqp failed .*exitflag -4"):
+        Broken(polish=False).solve(qp)
+    # With polishing the wrong answer may be repaired; if so it must be certified.
+    try:
+        y = Broken().solve(qp)
+    except QPSolverError as exc:
+        assert "could not be certified" in str(exc)
+    else:
+        _check_kkt(qp, y, "broken+polish")
+
+
+def test_library_exception_becomes_qp_solver_error():
+    class Raising(DAQPSolver):
+        def _solve_raw(self, qp):
+            raise MemoryError("boom")
+
+    qp = BoxQP(np.ones((2, 2)), np.array([-1.0, -2.0]), np.zeros(2), np.ones(2))
+    with pytest.raises(QPSolverError, match="daqp raised MemoryError: boom"):
+        Raising().solve(qp)
+
+
+# -- polishing ---------------------------------------------------------------------------------
+@HYP
+@given(qp=st.one_of(steering_qps(), stationarity_qps()), data=st.data())
+def test_polish_repairs_a_perturbed_answer(qp, data):
+    """An answer off by 1e-7 is polished back to a certified one (objective not worse)."""
+    y = get_qp_solver("daqp").solve(qp)
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    y0 = np.clip(y + 1e-7 * rng.standard_normal(qp.size), qp.lb, qp.ub)
+    out = polish(qp, y0)
+    assert out.certified, out.residual
+    assert out.residual.total <= default_tolerance(qp.size)
+    assert _objective(qp, out.y) <= _objective(qp, y) + 1e-12 * max(1.0, abs(_objective(qp, y)))
+
+
+def test_polish_falls_back_to_the_unpolished_answer():
+    rng = np.random.default_rng(1)
+    C = rng.standard_normal((3, 5))
+    qp = BoxQP(C.T @ C, rng.standard_normal(5) * 10, np.zeros(5), np.ones(5))
+    y0 = np.full(5, 0.5)
+    out = polish(qp, y0, max_rounds=0)
+    assert not out.certified
+    assert out.y is y0 and out.residual.total > 1e-3
+
+
+def test_kkt_residual_flags_wrong_answers():
+    qp = BoxQP(np.eye(2), np.array([-0.5, 2.0]), np.zeros(2), np.ones(2))
+    assert kkt_residual(qp, np.array([0.5, 0.0])).total == 0.0
+    assert kkt_residual(qp, np.array([0.4, 0.0])).stationarity > 0.01  # gradient not zero
+    assert kkt_residual(qp, np.array([0.5, -0.1])).primal > 0.01      # outside the box
+    assert kkt_residual(qp, np.array([np.nan, 0.0])).total == np.inf
+
+
+# -- reproducibility ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SOLVER_NAMES + [n + "-raw" for n in SOLVER_NAMES])
+def test_repeated_calls_are_bit_identical(name):
+    rng = np.random.default_rng(7)
+    qps = []
+    for k, n in [(15, 6), (40, 60), (30, 5)]:
+        C = rng.standard_normal((n, k))
+        qps.append(BoxQP(C.T @ C, rng.standard_normal(k), np.zeros(k), np.ones(k)))
+    G = rng.standard_normal((8, 1)) + 1e-4 * rng.standard_normal((8, 20))
+    qps.append(BoxQP(G.T @ G, np.zeros(20), np.zeros(20), np.ones(20), np.ones(20), 1.0))
+    solver = get_qp_solver(name)
+    first = [solver.solve(qp) for qp in qps]
+    again = [solver.solve(qp) for qp in qps]  # same instance, after other solves
+    fresh = [get_qp_solver(name).solve(qp) for qp in qps]
+    for a, b, c in zip(first, again, fresh):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+# -- lookup and recording ----------------------------------------------------------------------
+def test_get_qp_solver_resolves_names_and_objects():
+    assert get_qp_solver(None).name == default_qp_solver().name
+    assert get_qp_solver("PIQP").name == "piqp"
+    assert get_qp_solver("osqp-raw").name == "osqp-raw"
+    assert set(available_qp_solvers()) == {"daqp", "proxsuite", "clarabel", "piqp", "osqp"}
+
+    class Mine:
+        name = "mine"
+
+        def solve(self, qp):
+            return np.zeros(qp.size)
+
+    mine = Mine()
+    assert get_qp_solver(mine) is mine
+    with pytest.raises(ValueError, match="Unknown `qp_solver` name 'quadprog'.*'daqp'.*'osqp'"):
+        get_qp_solver("quadprog")
+    with pytest.raises(TypeError, match="`solve\\(qp\\)` method"):
+        get_qp_solver(42)
+
+
+def test_recording_solver_round_trip(tmp_path):
+    rec = RecordingQPSolver("daqp")
+    qp1 = BoxQP(np.eye(3), np.array([-0.5, 1.0, -2.0]), np.zeros(3), np.ones(3), kind="steering")
+    qp2 = BoxQP(np.eye(2), np.zeros(2), np.zeros(2), np.ones(2), np.ones(2), 1.0,
+                kind="stationarity")
+    bad = BoxQP(np.eye(2), np.zeros(2), np.zeros(2), np.ones(2), np.ones(2), 3.0)
+    y1 = rec.solve(qp1)
+    y2 = rec.solve(qp2)
+    with pytest.raises(QPSolverError):
+        rec.solve(bad)
+    assert y1.tolist() == [0.5, 0.0, 1.0] and y2.tolist() == [0.5, 0.5]
+    rec.save(tmp_path / "corpus.npz")
+    loaded = load_qp_corpus(tmp_path / "corpus.npz")
+    assert len(loaded) == 3
+    assert loaded[0].qp.kind == "steering" and loaded[0].qp.eq_coeffs is None
+    assert np.array_equal(loaded[0].y, y1) and np.array_equal(loaded[1].qp.eq_coeffs, np.ones(2))
+    assert loaded[1].qp.eq_rhs == 1.0 and loaded[1].qp.kind == "stationarity"
+    assert loaded[2].y is None and "infeasible" in loaded[2].error
