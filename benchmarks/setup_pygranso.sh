@@ -20,8 +20,11 @@ pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 "${pip[@]}" "torch==2.13.0+cpu" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
 "${pip[@]}" "numpy<2" "scipy<1.14" "osqp==0.6.7.post3" gurobipy
 "${pip[@]}" --no-deps "pygranso==1.2.0"
+# The suite's own needs in the venv: array-api-compat (the problems are written once against
+# the Array API; ncvx_ref.problems rebuilds the conformance cases).
+"${pip[@]}" array-api-compat
 "$venv/bin/python" - <<'EOF'
-import numpy, torch, osqp, gurobipy, pygranso  # noqa: F401  (the imports PyGRANSO needs)
+import numpy, torch, osqp, gurobipy, pygranso, array_api_compat  # noqa: F401
 from pygranso.pygranso import pygranso as _p  # noqa: F401
 print(f"pygranso venv ok: torch {torch.__version__}, numpy {numpy.__version__}, osqp {osqp.__version__}")
 EOF

@@ -1,0 +1,1 @@
+"""Runners for the peer solvers (PyGRANSO, SciPy); each has ncvx_runner's ``run`` contract."""
