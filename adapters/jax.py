@@ -222,7 +222,8 @@ def _initial(values: Any) -> Any:
                 "the initial values are float64 but JAX's 64-bit mode is off (JAX would silently "
                 "compute in float32): call ncvx_ref.adapters.jax.enable_x64() at program start, "
                 "or set JAX_ENABLE_X64=1, or pass float32 values")
-    return jax.tree_util.tree_map(jnp.asarray, values)
+    # explicit dtype: a weakly typed x0 (from Python scalars) would make jit compile twice
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), values)
 
 
 def solve(fn: Callable, x0: Any, *, pytree: bool = False, mode: str = "auto", options=None,

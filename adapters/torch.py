@@ -239,6 +239,10 @@ class Problem:
                                    f"mode='loop' (one backward pass per output), or avoid "
                                    f"data-dependent Python control flow") from e
             raise
+        if jac.dtype != x.dtype:
+            # torch 2.x forward mode promotes some tangents to float64 (e.g. of `sum(b) - 1.0`
+            # for a 0-d float32 result); the values are right, only the dtype drifts
+            jac = jac.to(x.dtype)
         return z, jac
 
     def _loop_jacobian(self, x: Tensor) -> Tuple[Tensor, Tensor]:
