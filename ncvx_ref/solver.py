@@ -104,7 +104,7 @@ class BfgsSqp:
 
     def _notice(self, level: int, text: str) -> None:
         if self.printer is not None and self.opts.print_level >= level:
-            self.printer.notice(text)
+            self.printer.notice(text, level)
 
     # ------------------------------------------------------------------ init
     def init(self) -> None:
