@@ -288,8 +288,9 @@ class OSQPSolver(LibraryQPSolver):
             hi = np.append(hi, qp.eq_rhs)
         solver = osqp.OSQP()
         solver.setup(_triu_csc(qp.Q), qp.q, A, lo, hi, verbose=False, eps_abs=1e-10,
-                     eps_rel=1e-10, max_iter=20000, polishing=True, adaptive_rho_interval=25)
-        res = solver.solve()
+                     eps_rel=1e-10, max_iter=20000, polishing=not self.polish,
+                     adaptive_rho_interval=25)
+        res = solver.solve(raise_error=False)
         status = str(res.info.status)
         ok = status.lower().startswith("solved")
         return np.array(res.x), ok, status
