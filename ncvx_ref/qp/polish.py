@@ -67,9 +67,12 @@ def _gradient_scale(qp: BoxQP, w: float) -> float:
     return s if s > 0.0 else 1.0
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
 def default_tolerance(k: int) -> float:
     """Certification tolerance for a ``k``-variable QP: 1e-12, widened by the round-off of ``Qy``."""
-    return max(1e-12, 10.0 * k * np.finfo(np.float64).eps)
+    return max(1e-12, 10.0 * k * _EPS)
 
 
 def estimate_eq_multiplier(qp: BoxQP, y: np.ndarray, g: np.ndarray) -> float:
@@ -136,63 +139,86 @@ _CHOLESKY_MIN_RCOND = 1e-12  # below this (estimated) reciprocal condition, use 
 _FLAT_REL = 1e-11  # eigenvalues of the reduced Q below this fraction of its scale are flat
 
 
-def _solve_reduced(Q_ff: np.ndarray, a_f: Optional[np.ndarray], r: np.ndarray,
-                   r_eq: float) -> tuple[np.ndarray, float, Optional[np.ndarray]]:
-    """Newton correction on the free variables: ``[Q_ff a_f; a_fᵀ 0][d; dλ] = -[r; r_eq]``.
+class _ReducedKKT:
+    """Factorization of the reduced KKT matrix ``[Q_ff a_f; a_fᵀ 0]`` for Newton corrections.
 
-    Returns ``(d, dλ, d_null)``.  Cholesky when ``Q_ff`` is safely positive definite
-    (``d_null = None``); otherwise an eigendecomposition of ``Q_ff`` projected on the
-    equality's null space: Newton on the curved directions, and ``d_null``, the descent
-    direction of the gradient left in the flat directions (there the QP is linear and its
-    minimizer lies on a bound), or None when that gradient is zero.
+    Cholesky when ``Q_ff`` is safely positive definite; otherwise an eigendecomposition of
+    ``Q_ff`` projected on the equality's null space: Newton on the curved directions, and
+    ``flat``, the descent direction of the gradient left in the flat directions (there the QP
+    is linear and its minimizer lies on a bound).  Factored once per active set, applied to
+    the Newton step and its refinement.
     """
-    nf = r.shape[0]
-    diag = np.diag(Q_ff)
-    if nf and np.min(diag) > 0.0:
-        try:
-            L = sla.cholesky(Q_ff, lower=True, check_finite=False)
-            ld = np.diag(L)
-            if (np.min(ld) / np.max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
-                c = (L, True)
-                if a_f is None:
-                    return -sla.cho_solve(c, r, check_finite=False), 0.0, None
-                u = sla.cho_solve(c, a_f, check_finite=False)
-                v = sla.cho_solve(c, -r, check_finite=False)
-                den = float(np.dot(a_f, u))
-                if den > 0.0:
-                    dlam = (float(np.dot(a_f, v)) + r_eq) / den
-                    return v - dlam * u, dlam, None
-        except (np.linalg.LinAlgError, ValueError):
-            pass
-    d0 = np.zeros(nf)
-    z = r
-    P = None
-    if a_f is not None:
-        aa = float(np.dot(a_f, a_f))
-        if aa > 0.0:
-            d0 = -(r_eq / aa) * a_f  # restores a·y = b
-            z = r + Q_ff @ d0
-            P = np.eye(nf) - np.outer(a_f, a_f) / aa
-    H = Q_ff if P is None else P @ Q_ff @ P
-    lam_, V = np.linalg.eigh((H + H.T) / 2)
-    zp = z if P is None else P @ z
-    c = V.T @ zp
-    # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
-    # those directions are treated as linear, which the line step handles exactly anyway.
-    thresh = _FLAT_REL * max(float(np.max(np.abs(lam_), initial=0.0)), float(np.max(diag)))
-    curved = lam_ > thresh
-    d = d0 - V[:, curved] @ (c[curved] / lam_[curved])
-    dlam = 0.0
-    if P is not None:
-        z_new = z + Q_ff @ (d - d0)
-        dlam = -float(np.dot(a_f, z_new)) / float(np.dot(a_f, a_f))
-    flat_c = c[~curved]
-    d_null = None
-    if flat_c.size and np.any(flat_c != 0.0):
-        d_null = -V[:, ~curved] @ flat_c
-        if P is not None:
-            d_null = P @ d_null
-    return d, dlam, d_null
+
+    def __init__(self, Q_ff: np.ndarray, a_f: Optional[np.ndarray]) -> None:
+        self.Q_ff, self.a_f = Q_ff, a_f
+        self.chol = None
+        self.eig = None
+        nf = Q_ff.shape[0]
+        diag = np.diag(Q_ff)
+        if nf and np.min(diag) > 0.0:
+            try:
+                L = sla.cholesky(Q_ff, lower=True, check_finite=False)
+                ld = np.diag(L)
+                if (np.min(ld) / np.max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
+                    self.chol = (L, True)
+                    if a_f is not None:
+                        self.u = sla.cho_solve(self.chol, a_f, check_finite=False)
+                        self.den = float(np.dot(a_f, self.u))
+                        if not self.den > 0.0:
+                            self.chol = None
+            except (np.linalg.LinAlgError, ValueError):
+                self.chol = None
+        if self.chol is not None:
+            return
+        H = Q_ff
+        self.aa = 0.0
+        if a_f is not None:
+            self.aa = float(np.dot(a_f, a_f))
+            if self.aa > 0.0:
+                # P Q P with P = I - a aᵀ/aa, as a rank-2 update: O(f²) instead of two products.
+                w = Q_ff @ a_f / self.aa
+                c = float(np.dot(a_f, w)) / self.aa
+                H = Q_ff - np.outer(a_f, w) - np.outer(w, a_f) + c * np.outer(a_f, a_f)
+        lam, V = sla.eigh((H + H.T) / 2, driver="evr", check_finite=False)
+        # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
+        # those directions are treated as linear, which the line step handles exactly anyway.
+        thresh = _FLAT_REL * max(float(np.max(np.abs(lam), initial=0.0)),
+                                 float(np.max(diag, initial=0.0)))
+        self.curved = lam > thresh
+        self.eig = (lam, V)
+
+    def _project(self, v: np.ndarray) -> np.ndarray:
+        if self.a_f is None or self.aa == 0.0:
+            return v
+        return v - (float(np.dot(self.a_f, v)) / self.aa) * self.a_f
+
+    def step(self, r: np.ndarray, r_eq: float) -> tuple[np.ndarray, float, Optional[np.ndarray]]:
+        """``(d, dλ, flat)`` with ``[Q_ff a_f; a_fᵀ 0][d; dλ] = -[r; r_eq]`` on the curved part."""
+        a_f = self.a_f
+        if self.chol is not None:
+            v = sla.cho_solve(self.chol, -r, check_finite=False)
+            if a_f is None:
+                return v, 0.0, None
+            dlam = (float(np.dot(a_f, v)) + r_eq) / self.den
+            return v - dlam * self.u, dlam, None
+        lam, V = self.eig
+        d0 = np.zeros_like(r)
+        z = r
+        if a_f is not None and self.aa > 0.0:
+            d0 = -(r_eq / self.aa) * a_f  # restores a·y = b
+            z = r + self.Q_ff @ d0
+        c = V.T @ self._project(z)
+        cur = self.curved
+        d = d0 - V[:, cur] @ (c[cur] / lam[cur])
+        dlam = 0.0
+        if a_f is not None and self.aa > 0.0:
+            z_new = z + self.Q_ff @ (d - d0)
+            dlam = -float(np.dot(a_f, z_new)) / self.aa
+        flat_c = c[~cur]
+        flat = None
+        if flat_c.size and np.any(flat_c != 0.0):
+            flat = self._project(-V[:, ~cur] @ flat_c)
+        return d, dlam, flat
 
 
 def _candidate_active_sets(qp: BoxQP, y: np.ndarray, g: np.ndarray, w: float, s: float):
@@ -269,13 +295,14 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, lam: float, at_lb: np.nda
         if idx.size:
             Q_ff = qp.Q[np.ix_(idx, idx)]
             a_f = None if a is None else a[idx]
+            kkt = _ReducedKKT(Q_ff, a_f)
             for refine in range(2):  # one Newton step plus one refinement step
                 g = qp.Q[idx] @ y + qp.q[idx]
                 r_eq = 0.0
                 if a is not None:
                     g = g + lam * a_f
                     r_eq = float(np.dot(a, y)) - qp.eq_rhs
-                d, dlam, flat = _solve_reduced(Q_ff, a_f, g, r_eq)
+                d, dlam, flat = kkt.step(g, r_eq)
                 if not (np.all(np.isfinite(d)) and np.isfinite(dlam)):
                     break
                 y[idx] += d
@@ -340,8 +367,11 @@ def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],
     t_max = float(min(np.min(t_lb), np.min(t_ub)))
     curv = float(p @ (qp.Q @ p))
     if curv > 0.0 and -slope / curv < t_max:  # the exact minimizer along p comes first
+        step = (-slope / curv) * p
+        if np.max(np.abs(step)) <= _EPS * _bound_scale(qp):
+            return None  # no progress at working precision
         none = np.zeros(y.shape, dtype=bool)
-        return y + (-slope / curv) * p, none, none
+        return y + step, none, none
     if not np.isfinite(t_max):
         return None
     y = y + t_max * p

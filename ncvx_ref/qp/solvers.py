@@ -260,6 +260,7 @@ class ClarabelSolver(LibraryQPSolver):
         settings.tol_feas = 1e-12
         settings.tol_ktratio = 1e-10
         settings.max_iter = 200
+        settings.max_threads = 1  # deterministic answers (threaded factorizations may differ)
         solver = clarabel.DefaultSolver(_triu_csc(qp.Q), qp.q, A, np.concatenate(b), cones, settings)
         sol = solver.solve()
         status = str(sol.status)
