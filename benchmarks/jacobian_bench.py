@@ -1,0 +1,220 @@
+"""Benchmark: constraint Jacobians through the torch and JAX adapters, and memory over a long run.
+
+1. **Jacobian speed.**  ``m`` constraints (default 1,000) in ``n`` variables (default 10,000):
+   one evaluation (values, objective gradient and the ``n x m`` constraint Jacobian) through
+
+   - ``torch-loop``: the torch adapter's ``mode="loop"``, i.e. one forward pass and then one
+     ``torch.autograd.grad`` call per output (what a loop of backward passes costs);
+   - ``torch``: the torch adapter (``torch.func.jacrev``: one forward, one vmapped backward);
+   - ``jax``: the JAX adapter (jit-compiled ``jax.jacrev``; compile time reported separately).
+
+   Target (issue 5): each vectorized adapter >= 10x faster than the loop.
+
+2. **Memory over a run.**  A 200-iteration solve through each adapter (smaller problem,
+   L-BFGS so that the solver's own state is bounded); the resident set size (and, on CUDA,
+   ``torch.cuda.memory_allocated``) is sampled after every iteration.  Target: flat, i.e. no
+   growth between the first and the last iterations beyond noise.
+
+The test function: constraint ``j`` is ``tanh(a_j . x) + 0.5 ||V_j||^2 - 1`` with ``A`` a dense
+``m x n`` matrix (a linear layer) and ``V`` the ``m x (n/m)`` block view of ``x``; the objective
+is ``0.5 ||x - t||^2 + 0.1 ||x||_1`` (nonsmooth).  Each backward pass of the loop is then a
+matrix-vector product with ``A`` plus elementwise work; the vectorized pass does one
+matrix-matrix product instead.
+Run ``python benchmarks/jacobian_bench.py --help`` for the options;
+``--json PATH`` writes the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+
+def rss_mib() -> float:
+    """The resident set size of this process in MiB (Linux /proc)."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def make_torch_problem(n: int, m: int, device: str, dtype):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    k = n // m
+    A = (torch.randn(m, n, generator=g, dtype=dtype) / n ** 0.5).to(device)
+    t = torch.randn(n, generator=g, dtype=dtype).to(device)
+
+    def fn(x):
+        V = x.reshape(m, k)
+        ci = torch.tanh(A @ x) + 0.5 * (V * V).sum(1) - 1.0
+        f = 0.5 * torch.sum((x - t) ** 2) + 0.1 * torch.sum(torch.abs(x))
+        return f, ci
+
+    return fn, t
+
+
+def make_jax_problem(n: int, m: int, dtype):
+    import jax
+    import jax.numpy as jnp
+
+    key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+    k = n // m
+    A = jax.random.normal(key1, (m, n), dtype=dtype) / n ** 0.5
+    t = jax.random.normal(key2, (n,), dtype=dtype)
+
+    def fn(x):
+        V = x.reshape(m, k)
+        ci = jnp.tanh(A @ x) + 0.5 * (V * V).sum(1) - 1.0
+        f = 0.5 * jnp.sum((x - t) ** 2) + 0.1 * jnp.sum(jnp.abs(x))
+        return f, ci
+
+    return fn, t
+
+
+def _time(fn, reps: int, sync) -> list:
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def jacobian_speed(n: int, m: int, reps: int, device: str, frameworks) -> dict:
+    res = {}
+    if "torch" in frameworks:
+        import torch
+        from ncvx_ref.adapters import torch as ta
+
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        fn, t = make_torch_problem(n, m, device, torch.float64)
+        x = (0.1 * t).clone()
+        for mode in ("loop", "rev"):
+            problem = ta.Problem(fn, n, mode=mode)
+            ev = problem(x)  # first call: output checks and mode resolution
+            sync()
+            assert tuple(ev.ci_grad.shape) == (n, m)
+            times = _time(lambda: problem(x), reps if mode == "rev" else max(1, reps // 2), sync)
+            res["torch-loop" if mode == "loop" else "torch"] = {"median_s": statistics.median(times),
+                                                                "times_s": times}
+        ref = ta.Problem(fn, n, mode="loop")(x)
+        fast = ta.Problem(fn, n, mode="rev")(x)
+        res["torch_max_abs_diff_vs_loop"] = float((ref.ci_grad - fast.ci_grad).abs().max())
+    if "jax" in frameworks:
+        import jax
+        import jax.numpy as jnp
+        from ncvx_ref.adapters import jax as ja
+
+        ja.enable_x64()
+        fn, t = make_jax_problem(n, m, jnp.float64)
+        x = 0.1 * t
+        problem = ja.Problem(fn, n)
+        t0 = time.perf_counter()
+        ev = problem(x)
+        jax.block_until_ready(ev.ci_grad)
+        compile_s = time.perf_counter() - t0
+        times = _time(lambda: jax.block_until_ready(problem(x).ci_grad), reps, lambda: None)
+        res["jax"] = {"median_s": statistics.median(times), "times_s": times,
+                      "first_call_incl_compile_s": compile_s}
+    loop = res.get("torch-loop", {}).get("median_s")
+    if loop:
+        for k in ("torch", "jax"):
+            if k in res:
+                res[k]["speedup_vs_torch_loop"] = loop / res[k]["median_s"]
+    return res
+
+
+def memory_run(n: int, m: int, iters: int, device: str, frameworks) -> dict:
+    res = {}
+    opts = dict(print_level=0, maxit=iters, limited_mem_size=10, opt_tol=0.0, ngrad=5)
+    for fw in frameworks:
+        samples, cuda = [], []
+        if fw == "torch":
+            import torch
+            from ncvx_ref.adapters import torch as ta
+
+            fn, t = make_torch_problem(n, m, device, torch.float64)
+            cuda_on = device.startswith("cuda")
+
+            def cb(state):
+                samples.append(rss_mib())
+                if cuda_on:
+                    cuda.append(torch.cuda.memory_allocated() / 2 ** 20)
+                return False
+            t0 = time.perf_counter()
+            sol = ta.solve(fn, (0.1 * t).clone(), callback=cb, **opts)
+        else:
+            import jax.numpy as jnp
+            from ncvx_ref.adapters import jax as ja
+
+            ja.enable_x64()
+            fn, t = make_jax_problem(n, m, jnp.float64)
+
+            def cb(state):
+                samples.append(rss_mib())
+                return False
+            t0 = time.perf_counter()
+            sol = ja.solve(fn, 0.1 * t, callback=cb, **opts)
+        wall = time.perf_counter() - t0
+        k = len(samples)
+        # the first iterations fill the L-BFGS memory, the gradient cache and the allocators'
+        # pools; "flat" is judged on the second half of the run
+        entry = {"iterations": sol.result.iters, "termination_code": int(sol.result.termination_code),
+                 "wall_s": wall, "rss_mib_every_10": samples[::10] + samples[-1:]}
+        if k > 20:
+            entry["rss_growth_mib_per_100_iters_second_half"] = (
+                (samples[-1] - samples[k // 2]) / (k - 1 - k // 2) * 100)
+        if cuda:
+            entry["cuda_mib_every_10"] = cuda[::10] + cuda[-1:]
+            entry["cuda_growth_mib_per_100_iters_second_half"] = (
+                (cuda[-1] - cuda[k // 2]) / max(1, k - 1 - k // 2) * 100)
+        res[fw] = entry
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10_000, help="variables (Jacobian benchmark)")
+    ap.add_argument("--m", type=int, default=1_000, help="constraints (Jacobian benchmark)")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--mem-n", type=int, default=1_000, help="variables (memory run)")
+    ap.add_argument("--mem-m", type=int, default=20, help="constraints (memory run)")
+    ap.add_argument("--iters", type=int, default=200, help="iterations of the memory run")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    ap.add_argument("--frameworks", default="torch,jax")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--json", default=None, help="write the figures to this file")
+    a = ap.parse_args()
+    frameworks = [f for f in a.frameworks.split(",") if f]
+    if a.threads and "torch" in frameworks:
+        import torch
+        torch.set_num_threads(a.threads)
+    out = {"machine": platform.platform(), "cpus": os.cpu_count(), "device": a.device,
+           "n": a.n, "m": a.m}
+    out["jacobian"] = jacobian_speed(a.n, a.m, a.reps, a.device, frameworks)
+    for k, v in out["jacobian"].items():
+        if isinstance(v, dict):
+            extra = (f"  ({v['speedup_vs_torch_loop']:.1f}x vs loop)" if "speedup_vs_torch_loop" in v
+                     else "")
+            print(f"jacobian {a.m} x {a.n} {k:<11} median {v['median_s'] * 1e3:9.1f} ms{extra}")
+    if not a.skip_memory:
+        out["memory"] = memory_run(a.mem_n, a.mem_m, a.iters, a.device, frameworks)
+        for k, v in out["memory"].items():
+            rss = v["rss_mib_every_10"]
+            print(f"memory {k}: {v['iterations']} iterations in {v['wall_s']:.1f} s, RSS "
+                  f"{rss[0]:.1f} -> {rss[len(rss) // 2]:.1f} -> {rss[-1]:.1f} MiB, second-half growth "
+                  f"{v.get('rss_growth_mib_per_100_iters_second_half', float('nan')):.2f} MiB/100 "
+                  f"iterations")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(out, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
