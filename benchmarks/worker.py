@@ -91,6 +91,7 @@ def run_job(job: dict, first_in_process: bool) -> dict:
         if trace is not None:
             out["trace"] = trace.points
         runs.append((out, x_final))
+    profile = _profile(run, inst, to_xp, job) if job.get("profile") else None
     walls = [r["wall"] for r, _ in runs]
     med = timing.median(walls)
     best_run, x_final = min(runs, key=lambda rx: abs(rx[0]["wall"] - med))
@@ -108,8 +109,23 @@ def run_job(job: dict, first_in_process: bool) -> dict:
         "f_final": float(_host(ev[0])), "viol_final": violation(_host(ev[2]), _host(ev[4])),
         "deterministic": len({r["x_sha"] for r, _ in runs}) == 1, "x_sha": best_run["x_sha"],
         "peak_rss_mb": peak, "rss_before_mb": rss_before, "memory_isolated": first_in_process,
-        "options": job.get("options", {}), "trace": runs[0][0].get("trace"),
+        "options": job.get("options", {}), "trace": runs[0][0].get("trace"), "profile": profile,
     }
+
+
+def _profile(run, inst, to_xp, job, top: int = 30) -> str:
+    """One extra (untimed) run under cProfile; the top entries by own time and by cumulative time."""
+    import cProfile
+    import io
+    import pstats
+    prof = cProfile.Profile()
+    fun = timing.TimedFunction(inst.evaluate)
+    prof.runcall(run, inst, fun, to_xp(inst.x0.copy()), dict(job.get("options", {})), None)
+    buf = io.StringIO()
+    st = pstats.Stats(prof, stream=buf).strip_dirs()
+    st.sort_stats("tottime").print_stats(top)
+    st.sort_stats("cumulative").print_stats(top)
+    return buf.getvalue()
 
 
 def main(argv) -> int:
