@@ -40,6 +40,14 @@ class TestProblem:
     def constrained(self) -> bool:
         return self.n_ineq + self.n_eq > 0
 
+    def kink_arguments(self, x) -> np.ndarray:
+        """Host values whose sign decides a subgradient choice at ``x`` (empty if f, c are smooth).
+
+        A value within rounding of 0 marks a point where two implementations may pick different
+        (sub)gradients; conformance diagnostics use it to explain departing trajectories.
+        """
+        return np.zeros(0)
+
     def evaluate(self, x: Array) -> Evaluation:  # pragma: no cover - abstract
         raise NotImplementedError
 

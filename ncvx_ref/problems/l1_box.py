@@ -28,6 +28,10 @@ class L1Box(TestProblem):
         eye = np.eye(self.n)
         return np.concatenate([eye, -eye], axis=1)
 
+    def kink_arguments(self, x) -> np.ndarray:
+        """The residuals ``Ax - b`` (sign(0) = 0 drops a row from the subgradient)."""
+        return self.A @ np.asarray(x, dtype=float) - self.b
+
     def evaluate(self, x) -> Evaluation:
         self._check(x)
         xp = aac.array_namespace(x)

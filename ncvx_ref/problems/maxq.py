@@ -15,6 +15,11 @@ from ._base import TestProblem, as_float_vector, one_hot_first_max
 class MaxQ(TestProblem):
     """``f = max_i x_i^2``, gradient ``2 x_j e_j`` for the first maximizing index j."""
 
+    def kink_arguments(self, x) -> np.ndarray:
+        """Gap between the largest and second-largest ``x_i^2`` (0 = a tie in the max)."""
+        s = np.sort(np.asarray(x, dtype=float) ** 2)
+        return np.asarray([s[-1] - s[-2]]) if s.size > 1 else np.zeros(0)
+
     def evaluate(self, x) -> Evaluation:
         self._check(x)
         xp = aac.array_namespace(x)
@@ -29,6 +34,12 @@ class MaxQuad(TestProblem):
     Qs: Optional[np.ndarray] = None   # (K, n, n)
     qs: Optional[np.ndarray] = None   # (K, n)
     cs: Optional[np.ndarray] = None   # (K,)
+
+    def kink_arguments(self, x) -> np.ndarray:
+        """Gaps between the largest piece and every other piece (0 = a tie in the max)."""
+        x = np.asarray(x, dtype=float)
+        vals = 0.5 * np.einsum("kij,i,j->k", self.Qs, x, x) + self.qs @ x + self.cs
+        return np.delete(vals.max() - vals, int(np.argmax(vals)))
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)

@@ -24,6 +24,14 @@ class NonsmoothRosenbrock(TestProblem):
     w: float = 8.0
     variant: str = "max"
 
+    def kink_arguments(self, x) -> np.ndarray:
+        """``x1^2 - x2`` (objective) and, for 'max', ``sqrt2 x1 - 2 x2`` (which constraint piece)."""
+        x = np.asarray(x, dtype=float)
+        k = [x[0] * x[0] - x[1]]
+        if self.variant == "max":
+            k.append(_SQRT2 * x[0] - 2.0 * x[1])
+        return np.asarray(k)
+
     def evaluate(self, x) -> Evaluation:
         self._check(x)
         xp = aac.array_namespace(x)

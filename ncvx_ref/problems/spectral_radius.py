@@ -53,6 +53,22 @@ class SpectralRadius(TestProblem):
         ci = float(lams[jc].real) + self.stability_margin
         return f, Gf.imag.T.reshape(-1), ci, Gc.real.T.reshape(-1)   # vec = column-major
 
+    def kink_arguments(self, x) -> np.ndarray:
+        """Gaps between the selected eigenvalue's Im (f) / Re (ci) and the runner-up (0 = a tie).
+
+        Conjugate pairs share their real part exactly, so the Re gap of a complex maximizer is
+        taken to the best eigenvalue outside its pair.
+        """
+        p, m = self.B.shape[1], self.C.shape[0]
+        lam = np.linalg.eigvals(self.A + self.B @ np.asarray(x, dtype=float).reshape(m, p).T @ self.C)
+        im = np.sort(lam.imag)
+        re = lam.real
+        jc = int(np.argmax(re))
+        others = np.abs(lam - np.conj(lam[jc])) > 1e-12 * max(1.0, abs(lam[jc]))
+        others[jc] = False
+        gap_re = re[jc] - re[others].max() if others.any() else np.inf
+        return np.asarray([im[-1] - im[-2], gap_re])
+
     def evaluate(self, x) -> Evaluation:
         self._check(x)
         f, gf, ci, gc = self.values_and_grads(to_host(x))
