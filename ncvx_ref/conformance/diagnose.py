@@ -123,8 +123,10 @@ def diagnose(case: Dict[str, Any], result: Any) -> Diagnosis:
                 else "stationarity value only (termination QP answer)")
     elif flip is not None and j is not None and j <= k:
         kind = f"sign decision at a rounding-level tie (iteration {j})"
-    elif d_rel <= TRAJECTORY_RTOL:
+    elif d_rel <= TRAJECTORY_RTOL and (e.alpha != h["alpha"][k] or e.ls_evals != h["ls_evals"][k]):
         kind = "same direction, different line-search outcome"
+    elif d_rel <= TRAJECTORY_RTOL:
+        kind = f"gradual drift (same steps; directions agree to {d_rel:.0e}, below the tolerance)"
     elif e.mu != h["mu"][k]:
         kind = "steering chose a different mu"
     elif e.fallback_level != h["fallback_level"][k]:
