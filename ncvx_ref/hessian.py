@@ -91,12 +91,11 @@ class BFGSInverseHessian:
         rho = 1.0 / sty
         Hy = self.apply(y)
         u = rho * Hy
-        M = u[:, None] * s[None, :]  # (rho H y) s^T
         yHy = b.dot(y, Hy)
         kappa = max(rho * rho * yHy + rho, 0.0)
         w = math.sqrt(kappa) * s
-        H_new = self.dense - (M.T + M) + w[:, None] * w[None, :]
-        if not b.all_finite(H_new):
+        H_new = _bfgs_matrix(self.dense, u, s, w, b)
+        if H_new is None:
             c.infnan_fails += 1
             return SKIPPED_INFNAN
         self._H = H_new
@@ -108,6 +107,38 @@ class BFGSInverseHessian:
 
     def state(self) -> Array:
         return self.dense
+
+
+_BLOCK_ELEMENTS = 1 << 20  # rows per block * n: bounds the temporaries of the blocked update
+
+
+def _bfgs_matrix(H, u, s, w, backend: Backend):
+    """``H − (Mᵀ + M) + w wᵀ`` with ``M = u sᵀ`` (§11.2), or None if it has an inf/NaN.
+
+    Elementwise this is ``(H_ij − (u_j s_i + u_i s_j)) + w_i w_j`` — the exact arithmetic of the
+    spec.  On NumPy it is computed in row blocks into one new ``n x n`` array, so no other
+    ``n x n`` temporary exists (GRANSO's form needs about five); other namespaces use the
+    direct expression.
+    """
+    import numpy as np
+
+    if not isinstance(H, np.ndarray):
+        M = u[:, None] * s[None, :]
+        out = H - (M.T + M) + w[:, None] * w[None, :]
+        return out if backend.all_finite(out) else None
+    n = H.shape[0]
+    out = np.empty_like(H)
+    rows = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        block = out[i0:i1]
+        np.multiply(s[i0:i1, None], u[None, :], out=block)  # (Mᵀ)_ij = u_j s_i
+        block += u[i0:i1, None] * s[None, :]  # + M_ij = u_i s_j
+        np.subtract(H[i0:i1], block, out=block)
+        block += w[i0:i1, None] * w[None, :]
+        if not np.isfinite(block).all():
+            return None
+    return out
 
 
 class LBFGSInverseHessian:

@@ -70,7 +70,15 @@ def _fmax(a: float, b: float) -> float:
 
 
 def _column_sum(xp, J, mask):
-    """Sum of the columns of ``J`` selected by ``mask`` (others contribute exact zeros)."""
+    """Sum of the columns of ``J`` selected by ``mask``.
+
+    A product with the 0/1 mask costs one pass and no ``n x m`` temporary; unselected columns
+    add exact zeros.  Only an inf/NaN in an *unselected* column could leak in (``0 * inf``), so
+    a non-finite product is recomputed the slow, exact way.
+    """
+    out = J @ xp.astype(mask, J.dtype)
+    if bool(xp.all(xp.isfinite(out))):
+        return out
     return xp.sum(xp.where(mask[None, :], J, xp.zeros_like(J)), axis=1)
 
 
