@@ -1,6 +1,6 @@
 """Choosing a QP solver: the measured default, name lookup, and a recording wrapper.
 
-The default (DAQP + active-set polishing) was chosen by measurement on the QPs the method
+The default (PIQP + active-set polishing) was chosen by measurement on the QPs the method
 builds; see ``docs/qp_solvers.md`` and ``benchmarks/qp_comparison.py``.
 """
 from __future__ import annotations
@@ -12,17 +12,17 @@ from typing import Optional, Union
 import numpy as np
 
 from .interface import BoxQP, QPSolver
-from .solvers import SOLVER_CLASSES, DAQPSolver
+from .solvers import SOLVER_CLASSES, PIQPSolver
 
 __all__ = ["DEFAULT_QP_SOLVER", "default_qp_solver", "get_qp_solver", "available_qp_solvers",
            "RecordingQPSolver", "QPRecord", "load_qp_corpus"]
 
-DEFAULT_QP_SOLVER = "daqp"
+DEFAULT_QP_SOLVER = "piqp"
 
 
 def default_qp_solver() -> QPSolver:
-    """A fresh instance of the default QP solver (DAQP with polishing)."""
-    return DAQPSolver()
+    """A fresh instance of the default QP solver (PIQP with polishing)."""
+    return PIQPSolver()
 
 
 def available_qp_solvers() -> list[str]:
