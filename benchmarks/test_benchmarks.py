@@ -120,7 +120,7 @@ def test_comparisons_label_issue_figures_as_not_measured():
            "iters": 10, "fn_evals": 20, "termination": 4, "message": "", "wall_s": 2.0, "walls_s": [2.0],
            "repeats": 1, "ms_per_iter": 200.0, "user_s": 0.5, "overhead_s": 1.5, "overhead_frac": 0.75,
            "f_final": 1.0, "viol_final": 0.0, "deterministic": True, "x_sha": "", "peak_rss_mb": 1000.0,
-           "rss_before_mb": 100.0, "memory_isolated": True, "trace": None}
+           "rss_before_mb": 100.0, "solver_mb": 900.0, "memory_isolated": True, "trace": None}
     doc = report.build([row], cases, {"lbfgs_n1e6": None}, "default", {}, False)
     (c,) = doc["comparisons"]
     assert c["source"] == report.ISSUE_SOURCE

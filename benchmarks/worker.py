@@ -108,7 +108,7 @@ def run_job(job: dict, first_in_process: bool) -> dict:
         "user_s": user, "overhead_s": med - user, "overhead_frac": (med - user) / med if med > 0 else 0.0,
         "f_final": float(_host(ev[0])), "viol_final": violation(_host(ev[2]), _host(ev[4])),
         "deterministic": len({r["x_sha"] for r, _ in runs}) == 1, "x_sha": best_run["x_sha"],
-        "peak_rss_mb": peak, "rss_before_mb": rss_before, "memory_isolated": first_in_process,
+        "peak_rss_mb": peak, "rss_before_mb": rss_before, "solver_mb": max(peak - rss_before, 0.0), "memory_isolated": first_in_process,
         "options": job.get("options", {}), "trace": runs[0][0].get("trace"), "profile": profile,
     }
 
