@@ -108,7 +108,7 @@ EXPLAINED: Dict[str, Dict[str, str]] = {
         'line-search trial point t=1 at iteration 1 has ci[1], ci[2], ci[4] within 5e-16 of 0 (directions agree to 5e-16): the curvature test is decided by their signs; alpha 1 (ours) vs 2'),
     'qp_n20_m10_default': dict.fromkeys(['iters', 'trajectory'],
         'rounding-level tie at iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
-    'qp_n20_m10_maxit15': dict.fromkeys(['final_f', 'best', 'trajectory'],
+    'qp_n20_m10_maxit15': dict.fromkeys(['final_f', 'final_violation', 'best', 'trajectory'],
         'rounding-level tie at iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; maxit = 15 stops both mid-path'),
     'qp_n20_m10_nobracket': dict.fromkeys(['iters', 'trajectory'],
         'rounding-level tie at iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
