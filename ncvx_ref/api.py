@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, Optional
 
 import array_api_compat as aac
@@ -47,6 +48,10 @@ def _check_H0(H0, n: int, options: Options, backend: Backend):
         raise OptionError("H0 contains NaN or Inf")
     if options.limited_mem_size == 0 and options.checkH0:
         xp = backend.xp
+        scale = float(xp.max(xp.abs(H)))
+        if float(xp.max(xp.abs(H - H.T))) > 1e-12 * max(scale, 1e-300):
+            raise OptionError("H0 is not symmetric; pass a symmetric positive definite H0 (e.g. (H0 + H0.T)/2), "
+                              "or checkH0=False to skip this test")
         try:
             L = xp.linalg.cholesky(H)
             ok = backend.all_finite(L)
@@ -94,6 +99,10 @@ def solve(fun: Callable[[Array], Any], x0: Array, *, options: Optional[Options] 
     n = int(x0.shape[0])
     H0_arr, H0_sparse = _check_H0(H0, n, options, backend)
     from .qp.default import get_qp_solver  # the QP layer is chosen at call time, not import time
+
+    if options.quadprog_opts:
+        warnings.warn("quadprog_opts has no effect in ncvx_ref (there is no MATLAB quadprog); configure the QP "
+                      "solver through the qp_solver argument instead", UserWarning, stacklevel=2)
 
     solver_qp = get_qp_solver(qp_solver)
     ev = PenaltyEvaluator(fun, x0, options.mu0, backend, options.viol_ineq_tol, options.viol_eq_tol,

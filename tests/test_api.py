@@ -51,8 +51,15 @@ def test_non_pd_H0_rejected_when_checked_and_accepted_otherwise():
         ncvx_ref.solve(rosenbrock, X0, H0=H0, print_level=0)
     r = ncvx_ref.solve(rosenbrock, X0, H0=np.eye(2) * 0.5, print_level=0)
     assert r.termination_code == TC.CONVERGED
+    with pytest.raises(OptionError, match="not symmetric"):
+        ncvx_ref.solve(rosenbrock, X0, H0=np.array([[1.0, 0.5], [0.0, 1.0]]), print_level=0)
     with pytest.raises(OptionError, match="n x n"):
         ncvx_ref.solve(rosenbrock, X0, H0=np.eye(3), print_level=0)
+
+
+def test_quadprog_opts_warns_that_it_has_no_effect():
+    with pytest.warns(UserWarning, match="quadprog_opts has no effect"):
+        ncvx_ref.solve(rosenbrock, X0, quadprog_opts={"MaxIterations": 5}, maxit=2, print_level=0)
 
 
 def test_unknown_option_suggests_closest_name():
