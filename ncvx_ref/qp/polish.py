@@ -6,8 +6,10 @@ guesses the active bounds from the approximate answer, fixes them *exactly* at t
 solves the equality-constrained QP on the free variables (Newton step from the approximate
 answer, minimum-norm when ``Q`` restricted to the free variables is singular), then adjusts the
 active set (bound violators become active, wrong-sign multipliers are released) for a few
-rounds.  The polished answer is used only when its KKT residual (:func:`kkt_residual`) is below
-the certification tolerance; otherwise the caller keeps the unpolished answer.
+rounds.  When those rounds do not certify (near-degenerate QPs: many nearly identical
+gradients), an exact primal active-set method (:func:`active_set_solve`) continues from the best
+polished point.  The polished answer is used only when its KKT residual (:func:`kkt_residual`)
+is below the certification tolerance; otherwise the caller keeps the unpolished answer.
 
 The QP (see :class:`~ncvx_ref.qp.interface.BoxQP`)::
 
@@ -26,8 +28,8 @@ import scipy.linalg as sla
 
 from .interface import BoxQP
 
-__all__ = ["KKTResidual", "PolishOutcome", "kkt_residual", "default_tolerance", "polish",
-           "estimate_eq_multiplier"]
+__all__ = ["KKTResidual", "PolishOutcome", "ActiveSetOutcome", "kkt_residual",
+           "default_tolerance", "polish", "active_set_solve", "estimate_eq_multiplier"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class PolishOutcome:
     residual: KKTResidual  # residual of ``y`` as returned
     initial_residual: KKTResidual  # residual of the unpolished answer
     rounds: int  # active-set rounds used (0 when the input was not polished at all)
+    active_set_iterations: int = 0  # iterations of the exact active-set fallback (0: not run)
 
 
 def _bound_scale(qp: BoxQP) -> float:
@@ -140,46 +143,53 @@ _FLAT_REL = 1e-11  # eigenvalues of the reduced Q below this fraction of its sca
 
 
 class _ReducedKKT:
-    """Factorization of the reduced KKT matrix ``[Q_ff a_f; a_fᵀ 0]`` for Newton corrections.
+    """Null-space solver of the reduced KKT system ``[Q_ff a_f; a_fᵀ 0]`` for Newton corrections.
 
-    Cholesky when ``Q_ff`` is safely positive definite; otherwise an eigendecomposition of
-    ``Q_ff`` projected on the equality's null space: Newton on the curved directions, and
-    ``flat``, the descent direction of the gradient left in the flat directions (there the QP
-    is linear and its minimizer lies on a bound).  Factored once per active set, applied to
-    the Newton step and its refinement.
+    With the equality, ``Z`` (the last ``f - 1`` columns of the Householder reflector that maps
+    ``a_f`` to a multiple of ``e_1``) is an orthonormal basis of ``a_f``'s null space, and the
+    step is ``d = d0 + Z u`` with ``d0`` restoring ``a·y = b`` and
+    ``(ZᵀQ_ffZ) u = -Zᵀ(r + Q_ff d0)``.
+    Working in the null space keeps the step accurate when ``Q_ff`` itself is singular but the
+    reduced Hessian ``ZᵀQ_ffZ`` is not (a free variable that only the equality moves, nearly
+    duplicated gradients).  The reduced Hessian is factored by Cholesky when it is safely
+    positive definite, else by an eigendecomposition: Newton on its curved directions, and
+    ``flat``, the descent direction of the gradient left in its flat directions (there the QP is
+    linear and its minimizer lies on a bound).  Factored once per active set.
     """
 
     def __init__(self, Q_ff: np.ndarray, a_f: Optional[np.ndarray]) -> None:
         self.Q_ff, self.a_f = Q_ff, a_f
+        self.aa = 0.0 if a_f is None else float(np.dot(a_f, a_f))
+        self.v = None
+        R = Q_ff
+        if self.aa > 0.0:
+            # H = I - β v vᵀ with H a_f = α e_1; HQH by rank-2 updates, O(f²).
+            alpha = -np.copysign(np.sqrt(self.aa), a_f[0])
+            v = a_f.copy()
+            v[0] -= alpha
+            self.beta = 2.0 / float(np.dot(v, v))
+            self.v = v
+            Qv = Q_ff @ v
+            b = self.beta
+            HQH = (Q_ff - b * np.outer(v, Qv) - b * np.outer(Qv, v)
+                   + (b * b * float(np.dot(v, Qv))) * np.outer(v, v))
+            R = HQH[1:, 1:]
         self.chol = None
         self.eig = None
-        nf = Q_ff.shape[0]
-        diag = np.diag(Q_ff)
-        if nf and np.min(diag) > 0.0:
+        m = R.shape[0]
+        if m == 0:
+            return
+        diag = np.diag(R)
+        if np.min(diag) > 0.0:
             try:
-                L = sla.cholesky(Q_ff, lower=True, check_finite=False)
+                L = sla.cholesky(R, lower=True, check_finite=False)
                 ld = np.diag(L)
                 if (np.min(ld) / np.max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
                     self.chol = (L, True)
-                    if a_f is not None:
-                        self.u = sla.cho_solve(self.chol, a_f, check_finite=False)
-                        self.den = float(np.dot(a_f, self.u))
-                        if not self.den > 0.0:
-                            self.chol = None
+                    return
             except (np.linalg.LinAlgError, ValueError):
-                self.chol = None
-        if self.chol is not None:
-            return
-        H = Q_ff
-        self.aa = 0.0
-        if a_f is not None:
-            self.aa = float(np.dot(a_f, a_f))
-            if self.aa > 0.0:
-                # P Q P with P = I - a aᵀ/aa, as a rank-2 update: O(f²) instead of two products.
-                w = Q_ff @ a_f / self.aa
-                c = float(np.dot(a_f, w)) / self.aa
-                H = Q_ff - np.outer(a_f, w) - np.outer(w, a_f) + c * np.outer(a_f, a_f)
-        lam, V = sla.eigh((H + H.T) / 2, driver="evr", check_finite=False)
+                pass
+        lam, V = sla.eigh((R + R.T) / 2, driver="evr", check_finite=False)
         # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
         # those directions are treated as linear, which the line step handles exactly anyway.
         thresh = _FLAT_REL * max(float(np.max(np.abs(lam), initial=0.0)),
@@ -187,37 +197,44 @@ class _ReducedKKT:
         self.curved = lam > thresh
         self.eig = (lam, V)
 
-    def _project(self, v: np.ndarray) -> np.ndarray:
-        if self.a_f is None or self.aa == 0.0:
-            return v
-        return v - (float(np.dot(self.a_f, v)) / self.aa) * self.a_f
+    def _to_null(self, x: np.ndarray) -> np.ndarray:
+        """``Zᵀx``."""
+        if self.v is None:
+            return x
+        return (x - (self.beta * float(np.dot(self.v, x))) * self.v)[1:]
+
+    def _from_null(self, u: np.ndarray) -> np.ndarray:
+        """``Zu``."""
+        if self.v is None:
+            return u
+        x = np.concatenate(([0.0], u))
+        return x - (self.beta * float(np.dot(self.v, x))) * self.v
 
     def step(self, r: np.ndarray, r_eq: float) -> tuple[np.ndarray, float, Optional[np.ndarray]]:
         """``(d, dλ, flat)`` with ``[Q_ff a_f; a_fᵀ 0][d; dλ] = -[r; r_eq]`` on the curved part."""
         a_f = self.a_f
-        if self.chol is not None:
-            v = sla.cho_solve(self.chol, -r, check_finite=False)
-            if a_f is None:
-                return v, 0.0, None
-            dlam = (float(np.dot(a_f, v)) + r_eq) / self.den
-            return v - dlam * self.u, dlam, None
-        lam, V = self.eig
         d0 = np.zeros_like(r)
         z = r
-        if a_f is not None and self.aa > 0.0:
+        if self.v is not None:
             d0 = -(r_eq / self.aa) * a_f  # restores a·y = b
             z = r + self.Q_ff @ d0
-        c = V.T @ self._project(z)
-        cur = self.curved
-        d = d0 - V[:, cur] @ (c[cur] / lam[cur])
-        dlam = 0.0
-        if a_f is not None and self.aa > 0.0:
-            z_new = z + self.Q_ff @ (d - d0)
-            dlam = -float(np.dot(a_f, z_new)) / self.aa
-        flat_c = c[~cur]
         flat = None
-        if flat_c.size and np.any(flat_c != 0.0):
-            flat = self._project(-V[:, ~cur] @ flat_c)
+        if self.chol is not None:
+            d = d0 + self._from_null(sla.cho_solve(self.chol, -self._to_null(z),
+                                                   check_finite=False))
+        elif self.eig is not None:
+            lam, V = self.eig
+            c = V.T @ self._to_null(z)
+            cur = self.curved
+            d = d0 - self._from_null(V[:, cur] @ (c[cur] / lam[cur]))
+            flat_c = c[~cur]
+            if flat_c.size and np.any(flat_c != 0.0):
+                flat = -self._from_null(V[:, ~cur] @ flat_c)
+        else:
+            d = d0
+        dlam = 0.0
+        if self.v is not None:
+            dlam = -float(np.dot(a_f, z + self.Q_ff @ (d - d0))) / self.aa
         return d, dlam, flat
 
 
@@ -232,12 +249,23 @@ def _candidate_active_sets(qp: BoxQP, y: np.ndarray, g: np.ndarray, w: float, s:
 
 
 def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
-           max_rounds: int = 25) -> PolishOutcome:
+           max_rounds: int = 25, max_active_set_iter: Optional[int] = None) -> PolishOutcome:
     """Polish the approximate answer ``y0`` of ``qp``; certified when the KKT residual <= ``tol``.
 
-    Returns the polished answer if certified, else ``y0`` unchanged (``certified=False``).
-    An input that is already exact (residual 0) is returned as is.  ``tol`` defaults to
-    :func:`default_tolerance`.
+    First a few rounds of active-set repair from the bounds ``y0`` looks active at (cheap, and
+    enough for almost every QP); if they do not certify, the exact primal active-set method
+    :func:`active_set_solve` continues from the best point they found.
+
+    **Arguments:**
+
+    - ``tol``: certification tolerance (default :func:`default_tolerance`).
+    - ``max_rounds``: repair rounds per guessed active set.
+    - ``max_active_set_iter``: iteration cap of the active-set fallback (default
+      :func:`default_active_set_iter`; 0 switches the fallback off).
+
+    **Returns:** a :class:`PolishOutcome`: the polished answer if certified, else ``y0``
+    unchanged (``certified=False``).  An input that is already exact (residual 0) is returned
+    as is.
     """
     y0 = np.asarray(y0, dtype=np.float64)
     k = qp.size
@@ -272,8 +300,21 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
             break
     assert best is not None
     y, res, rounds = best
+    if res.total <= tol and (np.any(y < qp.lb) or np.any(y > qp.ub)):
+        # A rounding-level excursion of a free variable: the answer must lie in the box.
+        y = np.clip(y, qp.lb, qp.ub)
+        res = kkt_residual(qp, y, res.eq_multiplier if a is not None else None)
     if res.total <= tol:
         return PolishOutcome(y, True, res, res0, rounds)
+    if max_active_set_iter is None:
+        max_active_set_iter = default_active_set_iter(k)
+    if max_active_set_iter > 0:
+        # Warm start at the better of the repaired point and the library's (clipped) answer.
+        start = y if res.total <= kkt_residual(qp, yc).total else yc
+        exact = active_set_solve(qp, start, tol=tol, max_iter=max_active_set_iter)
+        if exact.certified:
+            return PolishOutcome(exact.y, True, exact.residual, res0, rounds, exact.iterations)
+        return PolishOutcome(y0, res0.total <= tol, res0, res0, rounds, exact.iterations)
     return PolishOutcome(y0, res0.total <= tol, res0, res0, rounds)
 
 
@@ -380,3 +421,208 @@ def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],
     y[new_lb] = lb[new_lb]
     y[new_ub] = ub[new_ub]
     return y, new_lb, new_ub
+
+
+# -- exact primal active-set method (the fallback of polish) ------------------------------------
+@dataclass(frozen=True)
+class ActiveSetOutcome:
+    """Result of :func:`active_set_solve`.
+
+    ``status``: ``"optimal"`` (certified), ``"max_iter"`` (iteration cap), ``"work_limit"``
+    (factorization budget spent), ``"stalled"`` (optimal working set found, but rounding keeps
+    the residual above ``tol``) or ``"numerical"`` (a non-finite step).
+    """
+
+    y: np.ndarray
+    eq_multiplier: float
+    residual: KKTResidual
+    certified: bool
+    iterations: int
+    status: str
+
+
+_WORK_LIMIT = 2e10  # Σ f³ over the reduced factorizations: a few seconds of LAPACK at most
+
+
+def default_active_set_iter(k: int) -> int:
+    """Iteration cap of :func:`active_set_solve` for ``k`` variables (each bound in and out once)."""
+    return 50 + 2 * k
+
+
+def _restore_equality(qp: BoxQP, y: np.ndarray) -> np.ndarray:
+    """Make ``a·y = b`` hold (to rounding) by moving variables inside their bounds.
+
+    Interior variables move first, proportionally to their room, so that the bounds ``y`` is
+    at (the warm start's active set) are kept; bound variables move only if that is not enough.
+    """
+    a = qp.eq_coeffs
+    if a is None:
+        return y
+    for movable in (lambda yy: (yy > qp.lb) & (yy < qp.ub), lambda yy: qp.lb < qp.ub):
+        r = qp.eq_rhs - float(np.dot(a, y))
+        if r == 0.0:
+            break
+        direction = np.sign(a) * np.sign(r)  # moving y_i this way moves a·y towards b
+        room = np.where(direction > 0, qp.ub - y, y - qp.lb)
+        room = np.where(movable(y) & (a != 0.0), room, 0.0)
+        capacity = float(np.dot(np.abs(a), room))
+        if capacity <= 0.0:
+            continue
+        y = np.clip(y + direction * (min(1.0, abs(r) / capacity) * room), qp.lb, qp.ub)
+    return y
+
+
+def _keep_support_free(a: Optional[np.ndarray], movable: np.ndarray, at_lb: np.ndarray,
+                       at_ub: np.ndarray, prefer: Optional[np.ndarray] = None) -> None:
+    """Keep one variable of the equality's support out of the working set (in place).
+
+    With every support variable fixed at a bound, the equality's gradient would depend on the
+    bound gradients and its multiplier would be undetermined; one of them stays "free" (it
+    may sit at its bound: the equality keeps it there until another one is released).
+    """
+    if a is None:
+        return
+    support = (a != 0.0) & movable
+    if not support.any() or (support & ~(at_lb | at_ub)).any():
+        return
+    candidates = np.flatnonzero(support & prefer) if prefer is not None else np.zeros(0, int)
+    if candidates.size == 0:
+        candidates = np.flatnonzero(support)
+    j = int(candidates[0])
+    at_lb[j] = at_ub[j] = False
+
+
+def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = None,
+                     max_iter: Optional[int] = None) -> ActiveSetOutcome:
+    """Solve ``qp`` exactly with a primal active-set method warm-started at ``y_start``.
+
+    The working set holds the bounds a variable is fixed at (the equality is always in it).
+    Each iteration minimizes the QP over the free variables with the working-set bounds as
+    equalities (:class:`_ReducedKKT`): a Newton step where the reduced ``Q`` is curved; where
+    it is flat (``Q`` is PSD and usually singular) and the gradient has a component there, the
+    QP is linear along that direction and unbounded on the working set, so the step follows it
+    to the nearest bound.  A step blocked by a bound adds that bound; at the minimizer of the
+    working set, the bound with the most wrong-signed multiplier is released, until every
+    multiplier has the right sign.  Against cycling on degenerate vertices (many bounds met at
+    once: duplicated gradients), after repeated zero-length steps the smallest-index rule
+    (Bland) chooses the bound to release.  ``y_start`` need not be feasible: it is clipped to
+    the box and the equality restored first.
+
+    **Arguments:**
+
+    - ``tol``: certification tolerance of :func:`kkt_residual` (default
+      :func:`default_tolerance`); multipliers wrong by less than a tenth of it are accepted.
+    - ``max_iter``: iteration cap (default :func:`default_active_set_iter`).
+
+    **Returns:** an :class:`ActiveSetOutcome`; ``y`` is feasible whatever the status.
+    """
+    k = qp.size
+    tol = default_tolerance(k) if tol is None else tol
+    max_iter = default_active_set_iter(k) if max_iter is None else max_iter
+    Q, q, lb, ub, a = qp.Q, qp.q, qp.lb, qp.ub, qp.eq_coeffs
+    w = _bound_scale(qp)
+    s = _gradient_scale(qp, w)
+    fixed = lb == ub
+    movable = ~fixed
+    thr = 0.1 * tol * s  # gradient size below which a multiplier sign or a flat slope is noise
+
+    y = np.clip(np.asarray(y_start, dtype=np.float64), lb, ub)
+    near_lb = y <= lb + 1e-12 * w
+    near_ub = (y >= ub - 1e-12 * w) & ~near_lb
+    y[near_lb] = lb[near_lb]
+    y[near_ub] = ub[near_ub]
+    y = _restore_equality(qp, y)
+    at_lb = (y == lb) | fixed
+    at_ub = (y == ub) & ~at_lb
+    _keep_support_free(a, movable, at_lb, at_ub)
+
+    lam = 0.0
+    degenerate = 0  # consecutive zero-length steps
+    refinements = 0
+    status = "max_iter"
+    work = 0.0
+    it = 0
+    while it < max_iter:
+        it += 1
+        idx = np.flatnonzero(~(at_lb | at_ub))
+        g = Q @ y + q
+        if idx.size:
+            work += float(idx.size) ** 3
+            if work > _WORK_LIMIT:
+                status = "work_limit"
+                break
+            a_f = None if a is None else a[idx]
+            Q_ff = Q[np.ix_(idx, idx)]
+            r_eq = 0.0 if a is None else float(np.dot(a, y)) - qp.eq_rhs
+            d, lam_new, flat = _ReducedKKT(Q_ff, a_f).step(g[idx], r_eq)
+            if not (np.all(np.isfinite(d)) and np.isfinite(lam_new)):
+                status = "numerical"
+                break
+            along_flat = flat is not None and float(np.max(np.abs(flat))) > thr
+            p = flat if along_flat else d
+            if a_f is not None and np.count_nonzero(a_f) == 1:
+                # The one free support variable is held by the equality (its step is zero in
+                # exact arithmetic): a rounding-level step must not let its bound block.
+                j = int(np.flatnonzero(a_f)[0])
+                p = p.copy()
+                p[j] = -r_eq / a_f[j] if not along_flat else 0.0
+            yf = y[idx]
+            pmax = float(np.max(np.abs(p), initial=0.0))
+            # Components at rounding level relative to the step do not block it.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t_lb = np.where(p < -_EPS * pmax, (lb[idx] - yf) / p, np.inf)
+                t_ub = np.where(p > _EPS * pmax, (ub[idx] - yf) / p, np.inf)
+            t_max = max(0.0, float(min(np.min(t_lb, initial=np.inf), np.min(t_ub, initial=np.inf))))
+            if along_flat:
+                slope = float(np.dot(g[idx], p))
+                curv = float(p @ (Q_ff @ p))
+                alpha = t_max
+                if curv > 0.0 and -slope / curv < t_max:
+                    alpha = -slope / curv  # slightly curved after all: its exact minimizer
+                if not np.isfinite(alpha):
+                    status = "numerical"
+                    break
+            else:
+                alpha = min(1.0, t_max)
+                lam = lam_new
+            y[idx] = np.clip(yf + alpha * p, lb[idx], ub[idx])
+            if alpha == t_max:  # blocked: the bounds met join the working set
+                hit_lb = np.zeros(k, dtype=bool)
+                hit_ub = np.zeros(k, dtype=bool)
+                hit_lb[idx] = t_lb <= alpha
+                hit_ub[idx] = (t_ub <= alpha) & ~hit_lb[idx]
+                y[hit_lb] = lb[hit_lb]
+                y[hit_ub] = ub[hit_ub]
+                at_lb |= hit_lb
+                at_ub |= hit_ub
+                _keep_support_free(a, movable, at_lb, at_ub, prefer=hit_lb | hit_ub)
+                degenerate = degenerate + 1 if alpha == 0.0 else 0
+                continue
+            if along_flat:
+                continue
+        # y minimizes the QP on the working set: check the signs of the bound multipliers.
+        g = Q @ y + q
+        if a is not None:
+            free_support = (a != 0.0) & ~(at_lb | at_ub)
+            if free_support.any():
+                af = a[free_support]
+                lam = float(-np.dot(af, g[free_support]) / np.dot(af, af))
+            else:
+                lam = 0.0  # the support is all fixed: the equality is a constant
+            z = g + lam * a
+        else:
+            z = g
+        wrong = np.maximum(np.where(at_lb & movable, -z, 0.0), np.where(at_ub & movable, z, 0.0))
+        if not np.any(wrong > thr):
+            res = kkt_residual(qp, y, lam if a is not None else None)
+            if res.total <= tol:
+                return ActiveSetOutcome(y, lam, res, True, it, "optimal")
+            refinements += 1  # another Newton step on the same working set refines y
+            if refinements > 3:
+                status = "stalled"
+                break
+            continue
+        j = int(np.flatnonzero(wrong > thr)[0]) if degenerate > 2 else int(np.argmax(wrong))
+        at_lb[j] = at_ub[j] = False
+    res = kkt_residual(qp, y, lam if a is not None else None)
+    return ActiveSetOutcome(y, lam, res, res.total <= tol, it, status)
