@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,9 +36,13 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ncvx_ref.qp.interface import BoxQP
-from ncvx_ref.qp.polish import kkt_residual, default_tolerance
-from ncvx_ref.qp.default import get_qp_solver, load_qp_corpus, available_qp_solvers
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:  # the ncvx_ref of this checkout, not an installed one
+    sys.path.insert(0, ROOT)
+
+from ncvx_ref.qp.interface import BoxQP  # noqa: E402
+from ncvx_ref.qp.polish import kkt_residual, default_tolerance  # noqa: E402
+from ncvx_ref.qp.default import get_qp_solver, load_qp_corpus, available_qp_solvers  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "granso_reference" / "cases"
 
@@ -160,8 +165,14 @@ def svm_qps() -> Iterator[tuple[str, BoxQP]]:
 
 
 def corpus_qps(path: str) -> Iterator[tuple[str, BoxQP]]:
-    for rec in load_qp_corpus(path):
-        yield Path(path).stem, rec.qp
+    """The QPs of a recorded corpus; sources are the case ids of ``collect_qps.py``'s JSON."""
+    meta = Path(path).with_suffix(".json")
+    sources = None
+    if meta.is_file():
+        rows = json.loads(meta.read_text()).get("qps")
+        sources = [r["case"] for r in rows] if rows else None
+    for i, rec in enumerate(load_qp_corpus(path)):
+        yield (sources[i] if sources and i < len(sources) else Path(path).stem), rec.qp
 
 
 # -- measurement ----------------------------------------------------------------------------------
@@ -191,20 +202,48 @@ def run(qps: Iterable[tuple[str, BoxQP]], solvers: list[str], repeats: int = 1) 
                 except Exception as exc:  # a failure is a measurement here
                     err = f"{type(exc).__name__}: {exc}"
                 times.append(time.perf_counter() - t0)
-            answers[name] = (y, err, float(np.median(times)))
-        feasible = [_objective(qp, y) for y, err, _ in answers.values()
+            outcome = getattr(solver, "last_polish", None)
+            fallback = bool(outcome is not None and getattr(outcome, "active_set_iterations", 0))
+            answers[name] = (y, err, float(np.median(times)), fallback)
+        feasible = [_objective(qp, y) for y, err, _, _ in answers.values()
                     if y is not None and kkt_residual(qp, y).primal <= 1e-9]
         best = min(feasible) if feasible else np.nan
-        for name, (y, err, t) in answers.items():
+        for name, (y, err, t, fallback) in answers.items():
             res = kkt_residual(qp, y).total if y is not None else np.inf
             gap = (_objective(qp, y) - best) / max(1.0, abs(best)) if y is not None else np.inf
             rows.append(dict(source=source, kind=qp.kind, k=qp.size, solver=name, time=t,
                              kkt=res, gap=gap, failed=err is not None, error=err,
-                             exact=bool(y is not None and res <= default_tolerance(qp.size))))
+                             exact=bool(y is not None and res <= default_tolerance(qp.size)),
+                             fallback=fallback))
     return rows
 
 
+def _table(rs: list[dict]) -> list[str]:
+    out = ["| solver | failed | not certified (KKT > tol) | median KKT | max KKT | "
+           "max rel. gap | median time [ms] | max time [ms] | fallback runs |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    by_solver = defaultdict(list)
+    for r in rs:
+        by_solver[r["solver"]].append(r)
+    for name, srs in by_solver.items():
+        ok = [r for r in srs if not r["failed"]]
+        kkts = np.array([r["kkt"] for r in ok]) if ok else np.array([np.inf])
+        gaps = np.array([r["gap"] for r in ok]) if ok else np.array([np.inf])
+        times = np.array([r["time"] for r in srs]) * 1e3
+        fallback = sum(bool(r.get("fallback")) for r in srs)
+        out.append(f"| {name} | {sum(r['failed'] for r in srs)} | "
+                   f"{sum(not r['exact'] for r in ok)} | {np.median(kkts):.1e} | "
+                   f"{np.max(kkts):.1e} | {np.max(gaps):.1e} | {np.median(times):.2f} | "
+                   f"{np.max(times):.1f} | {fallback if not name.endswith('-raw') else '-'} |")
+    return out
+
+
+def _count(rs: list[dict]) -> int:
+    return len(rs) // max(1, len({r["solver"] for r in rs}))
+
+
 def summarize(rows: list[dict]) -> str:
+    """One Markdown table per (QP kind, size band), then one over all QPs."""
     groups = defaultdict(list)
     for r in rows:
         groups[(r["kind"], size_class(r["k"]))].append(r)
@@ -212,23 +251,10 @@ def summarize(rows: list[dict]) -> str:
     order = {"k=1": 0, "k<=10": 1, "k<=100": 2, "k<=1000": 3, "k>1000": 4}
     for (kind, sc) in sorted(groups, key=lambda g: (g[0], order[g[1]])):
         rs = groups[(kind, sc)]
-        nqp = len({(r["source"], id(r)) for r in rs}) // max(1, len({r["solver"] for r in rs}))
-        out.append(f"\n**{kind}, {sc}** ({nqp} QPs)\n")
-        out.append("| solver | failed | not certified (KKT > tol) | median KKT | max KKT | "
-                   "max rel. gap | median time [ms] | max time [ms] |")
-        out.append("|---|---|---|---|---|---|---|---|")
-        by_solver = defaultdict(list)
-        for r in rs:
-            by_solver[r["solver"]].append(r)
-        for name, srs in by_solver.items():
-            ok = [r for r in srs if not r["failed"]]
-            kkts = np.array([r["kkt"] for r in ok]) if ok else np.array([np.inf])
-            gaps = np.array([r["gap"] for r in ok]) if ok else np.array([np.inf])
-            times = np.array([r["time"] for r in srs]) * 1e3
-            out.append(f"| {name} | {sum(r['failed'] for r in srs)} | "
-                       f"{sum(not r['exact'] for r in ok)} | {np.median(kkts):.1e} | "
-                       f"{np.max(kkts):.1e} | {np.max(gaps):.1e} | {np.median(times):.2f} | "
-                       f"{np.max(times):.1f} |")
+        out.append(f"\n**{kind}, {sc}** ({_count(rs)} QPs)\n")
+        out += _table(rs)
+    out.append(f"\n**all QPs** ({_count(rows)} QPs)\n")
+    out += _table(rows)
     return "\n".join(out)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import scipy.linalg as sla
+from scipy.linalg.lapack import dpotrf as _potrf, dpotrs as _potrs
 
 from .interface import BoxQP
 
@@ -61,13 +61,30 @@ class PolishOutcome:
 
 
 def _bound_scale(qp: BoxQP) -> float:
-    w = max(float(np.max(np.abs(qp.lb), initial=0.0)), float(np.max(np.abs(qp.ub), initial=0.0)))
+    w = max(float(np.abs(qp.lb).max(initial=0.0)), float(np.abs(qp.ub).max(initial=0.0)))
     return w if w > 0.0 else 1.0
 
 
 def _gradient_scale(qp: BoxQP, w: float) -> float:
-    s = max(float(np.max(np.abs(qp.q), initial=0.0)), float(np.max(np.abs(qp.Q), initial=0.0)) * w)
+    s = max(float(np.abs(qp.q).max(initial=0.0)), float(np.abs(qp.Q).max(initial=0.0)) * w)
     return s if s > 0.0 else 1.0
+
+
+@dataclass(frozen=True)
+class _Scales:
+    """The scales of :func:`kkt_residual`, computed once per QP (Python overhead matters at k ~ 5)."""
+
+    w: float  # bound magnitude
+    s: float  # gradient magnitude
+    a: float  # equality coefficient magnitude (1 without equality)
+
+    @staticmethod
+    def of(qp: BoxQP) -> "_Scales":
+        w = _bound_scale(qp)
+        a = 1.0
+        if qp.eq_coeffs is not None:
+            a = float(np.abs(qp.eq_coeffs).max(initial=0.0)) or 1.0
+        return _Scales(w, _gradient_scale(qp, w), a)
 
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -78,20 +95,21 @@ def default_tolerance(k: int) -> float:
     return max(1e-12, 10.0 * k * _EPS)
 
 
-def estimate_eq_multiplier(qp: BoxQP, y: np.ndarray, g: np.ndarray) -> float:
+def estimate_eq_multiplier(qp: BoxQP, y: np.ndarray, g: np.ndarray,
+                           w: Optional[float] = None) -> float:
     """The ``λ`` that best explains ``g = Qy + q`` on the equality's support.
 
     Least squares over variables strictly inside their bounds; if all are at a bound, the
     middle of the interval of ``λ`` values that give every active multiplier the right sign.
+    ``w`` is the bound scale (computed when not given).
     """
     a = qp.eq_coeffs
     if a is None:
         return 0.0
-    w = _bound_scale(qp)
-    gap = 1e-9 * w
+    gap = 1e-9 * (_bound_scale(qp) if w is None else w)
     support = a != 0.0
     inside = support & (y > qp.lb + gap) & (y < qp.ub - gap)
-    if np.any(inside):
+    if inside.any():
         ai = a[inside]
         return float(-np.dot(ai, g[inside]) / np.dot(ai, ai))
     # z_i = g_i + λ a_i must be >= 0 at lb and <= 0 at ub: each gives a half-line for λ.
@@ -122,19 +140,25 @@ def kkt_residual(qp: BoxQP, y: np.ndarray, eq_multiplier: Optional[float] = None
     y = np.asarray(y, dtype=np.float64)
     if y.shape != qp.q.shape or not np.all(np.isfinite(y)):
         return KKTResidual(np.inf, np.inf, np.inf, 0.0)
-    w = _bound_scale(qp)
-    s = _gradient_scale(qp, w)
-    primal = float(np.max(np.maximum(np.maximum(qp.lb - y, y - qp.ub), 0.0), initial=0.0)) / w
+    return _residual(qp, y, eq_multiplier, _Scales.of(qp))
+
+
+def _residual(qp: BoxQP, y: np.ndarray, eq_multiplier: Optional[float],
+              sc: _Scales) -> KKTResidual:
+    """:func:`kkt_residual` of a finite ``y`` of the right shape, with the scales given."""
+    w = sc.w
+    lb, ub = qp.lb, qp.ub
+    primal = float(np.maximum(lb - y, y - ub).max()) / w
+    primal = max(primal, 0.0)
     g = qp.Q @ y + qp.q
     lam = 0.0
-    if qp.eq_coeffs is not None:
-        a = qp.eq_coeffs
-        a_scale = float(np.max(np.abs(a), initial=0.0)) or 1.0
-        primal = max(primal, abs(float(np.dot(a, y)) - qp.eq_rhs) / (w * a_scale))
-        lam = estimate_eq_multiplier(qp, y, g) if eq_multiplier is None else float(eq_multiplier)
+    a = qp.eq_coeffs
+    if a is not None:
+        primal = max(primal, abs(float(np.dot(a, y)) - qp.eq_rhs) / (w * sc.a))
+        lam = estimate_eq_multiplier(qp, y, g, w) if eq_multiplier is None else float(eq_multiplier)
         g = g + lam * a
-    nat = y - np.clip(y - g * (w / s), qp.lb, qp.ub)
-    stat = float(np.max(np.abs(nat), initial=0.0)) / w
+    nat = y - np.minimum(np.maximum(y - g * (w / sc.s), lb), ub)
+    stat = float(np.abs(nat).max()) / w
     return KKTResidual(primal, stat, max(primal, stat), lam)
 
 
@@ -181,15 +205,14 @@ class _ReducedKKT:
             return
         diag = np.diag(R)
         if np.min(diag) > 0.0:
-            try:
-                L = sla.cholesky(R, lower=True, check_finite=False)
+            # LAPACK directly: scipy's wrappers cost more than the factorization at f ~ 5.
+            L, info = _potrf(R, lower=1, clean=1)
+            if info == 0:
                 ld = np.diag(L)
                 if (np.min(ld) / np.max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
-                    self.chol = (L, True)
+                    self.chol = L
                     return
-            except (np.linalg.LinAlgError, ValueError):
-                pass
-        lam, V = sla.eigh((R + R.T) / 2, driver="evr", check_finite=False)
+        lam, V = np.linalg.eigh((R + R.T) / 2)
         # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
         # those directions are treated as linear, which the line step handles exactly anyway.
         thresh = _FLAT_REL * max(float(np.max(np.abs(lam), initial=0.0)),
@@ -220,8 +243,8 @@ class _ReducedKKT:
             z = r + self.Q_ff @ d0
         flat = None
         if self.chol is not None:
-            d = d0 + self._from_null(sla.cho_solve(self.chol, -self._to_null(z),
-                                                   check_finite=False))
+            u, _ = _potrs(self.chol, -self._to_null(z), lower=1)
+            d = d0 + self._from_null(u)
         elif self.eig is not None:
             lam, V = self.eig
             c = V.T @ self._to_null(z)
@@ -270,17 +293,19 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
     y0 = np.asarray(y0, dtype=np.float64)
     k = qp.size
     tol = default_tolerance(k) if tol is None else tol
-    res0 = kkt_residual(qp, y0)
-    if not np.all(np.isfinite(y0)) or y0.shape != (k,):
+    if y0.shape != (k,) or not np.all(np.isfinite(y0)):
+        res0 = kkt_residual(qp, y0)
         return PolishOutcome(y0, False, res0, res0, 0)
+    sc = _Scales.of(qp)
+    res0 = _residual(qp, y0, None, sc)
     if res0.total == 0.0:
         return PolishOutcome(y0, True, res0, res0, 0)
-    w = _bound_scale(qp)
-    s = _gradient_scale(qp, w)
+    w, s = sc.w, sc.s
     a = qp.eq_coeffs
-    yc = np.clip(y0, qp.lb, qp.ub)
+    yc = np.minimum(np.maximum(y0, qp.lb), qp.ub)
+    res_c = res0 if np.array_equal(yc, y0) else _residual(qp, yc, None, sc)
     g0 = qp.Q @ yc + qp.q
-    lam0 = estimate_eq_multiplier(qp, yc, g0)
+    lam0 = estimate_eq_multiplier(qp, yc, g0, w)
     if a is not None:
         g0 = g0 + lam0 * a
     best: Optional[tuple[np.ndarray, KKTResidual, int]] = None
@@ -291,8 +316,8 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
         if key in seen:
             continue
         seen.add(key)
-        y, res, rounds = _active_set_rounds(qp, yc, lam0, at_lb.copy(), at_ub.copy(), w, s,
-                                            tol, max_rounds)
+        y, res, rounds = _active_set_rounds(qp, yc, res_c, lam0, at_lb.copy(), at_ub.copy(),
+                                            sc, tol, max_rounds)
         rounds_total += rounds
         if best is None or res.total < best[1].total:
             best = (y, res, rounds_total)
@@ -303,14 +328,14 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
     if res.total <= tol and (np.any(y < qp.lb) or np.any(y > qp.ub)):
         # A rounding-level excursion of a free variable: the answer must lie in the box.
         y = np.clip(y, qp.lb, qp.ub)
-        res = kkt_residual(qp, y, res.eq_multiplier if a is not None else None)
+        res = _residual(qp, y, res.eq_multiplier if a is not None else None, sc)
     if res.total <= tol:
         return PolishOutcome(y, True, res, res0, rounds)
     if max_active_set_iter is None:
         max_active_set_iter = default_active_set_iter(k)
     if max_active_set_iter > 0:
         # Warm start at the better of the repaired point and the library's (clipped) answer.
-        start = y if res.total <= kkt_residual(qp, yc).total else yc
+        start = y if res.total <= res_c.total else yc
         exact = active_set_solve(qp, start, tol=tol, max_iter=max_active_set_iter)
         if exact.certified:
             return PolishOutcome(exact.y, True, exact.residual, res0, rounds, exact.iterations)
@@ -318,14 +343,15 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
     return PolishOutcome(y0, res0.total <= tol, res0, res0, rounds)
 
 
-def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, lam: float, at_lb: np.ndarray,
-                       at_ub: np.ndarray, w: float, s: float, tol: float,
+def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: KKTResidual, lam: float,
+                       at_lb: np.ndarray, at_ub: np.ndarray, sc: _Scales, tol: float,
                        max_rounds: int) -> tuple[np.ndarray, KKTResidual, int]:
     """Fix the active bounds, Newton-solve the free variables, repair the active set; repeat."""
     a = qp.eq_coeffs
     lb, ub = qp.lb, qp.ub
+    s = sc.s
     y = y_start.copy()
-    best_y, best_res = y, kkt_residual(qp, y)
+    best_y, best_res = y, res_start
     for rnd in range(1, max_rounds + 1):
         y = y.copy()
         y[at_lb] = lb[at_lb]
@@ -350,7 +376,7 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, lam: float, at_lb: np.nda
                 lam += dlam
                 if refine == 0:
                     d_null = flat
-        res = kkt_residual(qp, y, lam if a is not None else None)
+        res = _residual(qp, y, lam if a is not None else None, sc)
         if res.total < best_res.total:
             best_y, best_res = y, res
         if res.total <= tol:
@@ -366,7 +392,7 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, lam: float, at_lb: np.nda
         if over_lb.any() or over_ub.any() or release_lb.any() or release_ub.any():
             at_lb = (at_lb & ~release_lb) | over_lb
             at_ub = (at_ub & ~release_ub) | over_ub
-            y = np.clip(y, lb, ub)
+            y = np.minimum(np.maximum(y, lb), ub)
             continue
         # Consistent active set, yet a gradient remains in the flat directions of Q_ff,
         # where the QP is linear: follow it to the nearest bound, which becomes active.
@@ -374,7 +400,7 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, lam: float, at_lb: np.nda
         if d_null is not None:
             p = np.zeros_like(y)
             p[idx] = d_null
-        hit = _line_step(qp, y, z, p, idx, lb, ub)
+        hit = _line_step(qp, y, z, p, idx, lb, ub, sc.w)
         if hit is None:
             break
         y, blocked_lb, blocked_ub = hit
@@ -384,7 +410,7 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, lam: float, at_lb: np.nda
 
 
 def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],
-               idx: np.ndarray, lb: np.ndarray, ub: np.ndarray):
+               idx: np.ndarray, lb: np.ndarray, ub: np.ndarray, w: float):
     """Step along ``p`` (default: steepest descent on the free variables, keeping ``a·y``).
 
     Returns ``(y, newly_at_lb, newly_at_ub)`` (the step stops early at the exact minimizer
@@ -409,7 +435,7 @@ def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],
     curv = float(p @ (qp.Q @ p))
     if curv > 0.0 and -slope / curv < t_max:  # the exact minimizer along p comes first
         step = (-slope / curv) * p
-        if np.max(np.abs(step)) <= _EPS * _bound_scale(qp):
+        if np.max(np.abs(step)) <= _EPS * w:
             return None  # no progress at working precision
         none = np.zeros(y.shape, dtype=bool)
         return y + step, none, none
@@ -520,8 +546,8 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     tol = default_tolerance(k) if tol is None else tol
     max_iter = default_active_set_iter(k) if max_iter is None else max_iter
     Q, q, lb, ub, a = qp.Q, qp.q, qp.lb, qp.ub, qp.eq_coeffs
-    w = _bound_scale(qp)
-    s = _gradient_scale(qp, w)
+    sc = _Scales.of(qp)
+    w, s = sc.w, sc.s
     fixed = lb == ub
     movable = ~fixed
     thr = 0.1 * tol * s  # gradient size below which a multiplier sign or a flat slope is noise
@@ -614,7 +640,7 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
             z = g
         wrong = np.maximum(np.where(at_lb & movable, -z, 0.0), np.where(at_ub & movable, z, 0.0))
         if not np.any(wrong > thr):
-            res = kkt_residual(qp, y, lam if a is not None else None)
+            res = _residual(qp, y, lam if a is not None else None, sc)
             if res.total <= tol:
                 return ActiveSetOutcome(y, lam, res, True, it, "optimal")
             refinements += 1  # another Newton step on the same working set refines y
@@ -624,5 +650,5 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
             continue
         j = int(np.flatnonzero(wrong > thr)[0]) if degenerate > 2 else int(np.argmax(wrong))
         at_lb[j] = at_ub[j] = False
-    res = kkt_residual(qp, y, lam if a is not None else None)
+    res = _residual(qp, y, lam if a is not None else None, sc)
     return ActiveSetOutcome(y, lam, res, res.total <= tol, it, status)
