@@ -16,6 +16,7 @@ import numpy as np
 from .backend import Backend, to_host
 from .penalty import PenaltyPoint
 from .qp.interface import BoxQP, QPSolverError
+from .qp.lifted import host_gradients, host_metric, wants_structure
 
 Array = Any
 
@@ -102,6 +103,13 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
     """§10.3: build A, Q, q and the bounds; solve with fallbacks; ``d = −(H_QP A) y``."""
     xp = backend.xp
     l = len(samples)
+    n = int(pt.x.shape[0])
+    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
+    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    if wants_structure(qp_solver, n, l * (1 + m_e + m_i)):
+        available, M = host_metric(apply_Hqp, n, backend)
+        if available:
+            return _termination_qp_structured(pt, samples, apply_Hqp, M, qp_solver, backend)
     cols = [s.ce_grad for s in samples if s.ce_grad is not None]
     cols += [xp.stack([s.f_grad for s in samples], axis=1)]
     cols += [s.ci_grad for s in samples if s.ci_grad is not None]
@@ -137,3 +145,64 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
             continue
         return -(HA @ backend.from_host(y)), n_qp
     return backend.full((int(pt.x.shape[0]),), math.inf), 4
+
+
+def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, M,
+                               qp_solver, backend: Backend):
+    """§10.3 for large QPs (``docs/large_qps.md``): the same QP and attempts in structured form.
+
+    ``Q = Aᵀ H_QP A`` is passed as host ``A`` (sparse when it is) and ``M = H_QP``; attempt 2
+    uses ``M = I``; attempt 4 clips the negative eigenvalues of ``M`` (``n x n``) instead of those
+    of ``Q`` (so ``Q`` is PSD).  ``d = −H_QP (A y)``, the same vector as ``−(H_QP A) y``.
+    """
+    l = len(samples)
+    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
+    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    host = [to_host(s.ce_grad) for s in samples if s.ce_grad is not None]
+    host += [np.stack([to_host(s.f_grad) for s in samples], axis=1)]
+    host += [to_host(s.ci_grad) for s in samples if s.ci_grad is not None]
+    A = host_gradients(host)
+    ce = to_host(pt.ce) if m_e else np.zeros(0)
+    ci = to_host(pt.ci) if m_i else np.zeros(0)
+    mu = pt.mu
+    q = -np.concatenate([np.tile(ce, l), np.full(l, pt.f), np.tile(ci, l)])
+    lb = np.concatenate([-np.ones(l * m_e), np.zeros(l), np.zeros(l * m_i)])
+    ub = np.concatenate([np.ones(l * m_e), np.full(l, mu), np.ones(l * m_i)])
+    eq = np.concatenate([np.zeros(l * m_e), np.ones(l), np.zeros(l * m_i)])
+
+    def clipped_M():
+        if M is None or np.ndim(M) == 0:
+            return M
+        lam, V = np.linalg.eigh(M)
+        return (V * np.maximum(lam, 0.0)) @ V.T
+
+    for n_qp, make_M in ((1, lambda: M), (2, lambda: None), (4, clipped_M)):
+        try:
+            y = qp_solver.solve(BoxQP(None, q, lb, ub, eq_coeffs=eq, eq_rhs=mu,
+                                      kind="stationarity", A=A, M=make_M()))
+        except (QPSolverError, np.linalg.LinAlgError):
+            continue
+        y = backend.from_host(y)
+        Ay = _combine(samples, y, m_e, m_i, backend)
+        return -apply_Hqp(Ay), n_qp
+    return backend.full((int(pt.x.shape[0]),), math.inf), 4
+
+
+def _combine(samples: List[GradientSample], y, m_e: int, m_i: int, backend: Backend):
+    """``A y`` for ``A = [JE samples | f-grad samples | JI samples]``, block by block on the device."""
+    l = len(samples)
+    out = backend.zeros((int(samples[0].x.shape[0]),))
+    pos = 0
+    for s in samples:
+        if s.ce_grad is not None:
+            out = out + s.ce_grad @ y[pos:pos + m_e]
+            pos += m_e
+    for s in samples:
+        out = out + y[pos] * s.f_grad
+        pos += 1
+    for s in samples:
+        if s.ci_grad is not None:
+            out = out + s.ci_grad @ y[pos:pos + m_i]
+            pos += m_i
+    assert pos == l * (1 + m_e + m_i)
+    return out

@@ -12,6 +12,7 @@ import numpy as np
 from .backend import Backend, to_host
 from .penalty import PenaltyPoint
 from .qp.interface import BoxQP
+from .qp.lifted import host_gradients, host_metric, wants_structure
 
 Array = Any
 
@@ -26,20 +27,33 @@ class SteeringParameters:
 
 
 class _SteeringQP:
-    """The data shared by every ``solve(nu)`` of one steering call."""
+    """The data shared by every ``solve(nu)`` of one steering call.
 
-    def __init__(self, pt: PenaltyPoint, apply_M: Callable[[Array], Array], backend: Backend):
+    Large QPs (``k > n`` and ``k >= 1000``, when the QP solver asks for them, see
+    ``docs/large_qps.md``) are passed in structured form ``Q = Cᵀ M C`` (host ``C``, sparse when
+    it is, and host ``M``) and ``d = −(ν·Mg) − M(C y)``; otherwise the dense ``Q`` of §7.1.
+    """
+
+    def __init__(self, pt: PenaltyPoint, apply_M: Callable[[Array], Array], backend: Backend,
+                 qp_solver=None):
         xp = backend.xp
         blocks = [j for j in (pt.ce_grad, pt.ci_grad) if j is not None]  # equalities first
         vals = [v for v in (pt.ce, pt.ci) if v is not None]
         self.C = blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=1)
         self.c = vals[0] if len(vals) == 1 else xp.concat(vals)
         self.Mg = apply_M(pt.f_grad)
-        self.MC = apply_M(self.C)
-        Q = to_host(self.C.T @ self.MC)
-        self.Q = (Q + Q.T) / 2
+        n, k = int(self.C.shape[0]), int(self.c.shape[0])
+        self.structure = None
+        if wants_structure(qp_solver, n, k):
+            available, M = host_metric(apply_M, n, backend)
+            if available:
+                self.structure = (host_gradients([to_host(b) for b in blocks]), M)
+                self.apply_M = apply_M
+        if self.structure is None:
+            self.MC = apply_M(self.C)
+            Q = to_host(self.C.T @ self.MC)
+            self.Q = (Q + Q.T) / 2
         m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-        k = int(self.c.shape[0])
         self.lb = np.concatenate([-np.ones(m_e), np.zeros(k - m_e)])
         self.ub = np.ones(k)
         self.backend = backend
@@ -47,6 +61,10 @@ class _SteeringQP:
     def solve(self, nu: float, qp_solver) -> Array:
         numg = nu * self.Mg
         q = to_host(self.C.T @ numg - self.c)
+        if self.structure is not None:
+            A, M = self.structure
+            y = qp_solver.solve(BoxQP(None, q, self.lb, self.ub, kind="steering", A=A, M=M))
+            return -numg - self.apply_M(self.C @ self.backend.from_host(y))
         y = qp_solver.solve(BoxQP(self.Q, q, self.lb, self.ub, kind="steering"))
         return -numg - self.MC @ self.backend.from_host(y)
 
@@ -75,7 +93,7 @@ def steer(pt: PenaltyPoint, apply_M: Callable[[Array], Array], params: SteeringP
     """
     V = pt.tv_l1 if params.l1_model else pt.tv
     tol = math.sqrt(backend.eps) * max(V, 1.0)  # eps of the run's dtype (2^-52 in float64)
-    data = _SteeringQP(pt, apply_M, backend)
+    data = _SteeringQP(pt, apply_M, backend, qp_solver)
 
     def pred(d):
         return _predicted_reduction(pt, d, V, params.l1_model, backend)

@@ -1,7 +1,9 @@
 """Choosing a QP solver: the measured default, name lookup, and a recording wrapper.
 
 The default (PIQP + active-set polishing) was chosen by measurement on the QPs the method
-builds; see ``docs/qp_solvers.md`` and ``benchmarks/qp_comparison.py``.
+builds; see ``docs/qp_solvers.md`` and ``benchmarks/qp_comparison.py``.  Large QPs (``k > n``,
+``k >= 1000``) are asked for in structured form and solved by the lifted path
+(:mod:`ncvx_ref.qp.lifted`, ``docs/large_qps.md``).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .interface import BoxQP, QPSolver
+from .lifted import LiftedQPSolver
 from .solvers import SOLVER_CLASSES, PIQPSolver
 
 __all__ = ["DEFAULT_QP_SOLVER", "default_qp_solver", "get_qp_solver", "available_qp_solvers",
@@ -21,8 +24,13 @@ DEFAULT_QP_SOLVER = "piqp"
 
 
 def default_qp_solver() -> QPSolver:
-    """A fresh instance of the default QP solver (PIQP with polishing)."""
-    return PIQPSolver()
+    """A fresh instance of the default QP solver: PIQP with polishing for dense QPs, the lifted
+    path (:class:`~ncvx_ref.qp.lifted.LiftedQPSolver`) for structured ones.
+
+    It is named ``"piqp"``; a plain :class:`~ncvx_ref.qp.solvers.PIQPSolver` (``qp_solver="piqp"``)
+    does not ask for structured QPs, so it keeps every QP on the dense path.
+    """
+    return LiftedQPSolver(dense=PIQPSolver(), name="piqp")
 
 
 def available_qp_solvers() -> list[str]:
@@ -78,6 +86,11 @@ class RecordingQPSolver:
         self.inner = get_qp_solver(inner)
         self.name = f"recording({getattr(self.inner, 'name', type(self.inner).__name__)})"
         self.records: list[QPRecord] = []
+
+    def wants_structure(self, n: int, k: int) -> bool:
+        """Whatever the wrapped solver wants (see :func:`ncvx_ref.qp.lifted.wants_structure`)."""
+        from .lifted import wants_structure
+        return wants_structure(self.inner, n, k)
 
     def solve(self, qp: BoxQP) -> np.ndarray:
         try:

@@ -46,12 +46,16 @@ def check_qp(qp: BoxQP) -> None:
     k = qp.size
     if qp.q.ndim != 1 or k == 0:
         raise QPSolverError(f"QP `q` must be a non-empty 1-D array, got shape {qp.q.shape}.")
-    if qp.Q.shape != (k, k):
+    structured = qp.structured  # Q = Aᵀ M A not formed: validate the structure instead
+    if structured:
+        from .lifted import check_structure
+        check_structure(qp)
+    elif qp.Q.shape != (k, k):
         raise QPSolverError(f"QP `Q` must have shape ({k}, {k}), got {qp.Q.shape}.")
     for name in ("lb", "ub"):
         if getattr(qp, name).shape != (k,):
             raise QPSolverError(f"QP `{name}` must have shape ({k},), got {getattr(qp, name).shape}.")
-    for name in ("Q", "q", "lb", "ub"):
+    for name in (("q", "lb", "ub") if structured else ("Q", "q", "lb", "ub")):
         if not np.all(np.isfinite(getattr(qp, name))):
             raise QPSolverError(f"QP `{name}` contains inf or NaN; the QP data must be finite.")
     if np.any(qp.lb > qp.ub):

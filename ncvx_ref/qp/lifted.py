@@ -1,0 +1,722 @@
+"""Large QPs solved from their structure ``Q = Aᵀ M A``, never forming the ``k x k`` matrix.
+
+When the method's QPs have many more variables than the problem has (``k`` constraints or
+cached gradients, ``k > n``), ``Q = Aᵀ M A`` (``A`` the ``n x k`` gradients, ``M`` the ``n x n``
+metric) has rank at most ``n`` and forming it costs ``k²n``.  This module solves the QP
+(see :class:`~ncvx_ref.qp.interface.BoxQP`, structured form) in two stages:
+
+1. **Interior point** (:func:`interior_point`): a primal-dual Mehrotra predictor-corrector on
+   the box QP with every Newton system ``(Q + D) x = r`` (``D`` diagonal, from the barrier)
+   solved by the Woodbury identity through the ``n x n`` matrix ``K = M⁻¹ + A D⁻¹ Aᵀ``
+   (the lifted QP ``min ½zᵀMz + qᵀy, z = Ay`` with ``y`` eliminated).  ``K`` is sparse when
+   ``M`` is a (scaled) identity and ``A`` sparse (sparse LU), dense otherwise (Cholesky; ``M⁻¹``
+   is computed once per metric and reused by every QP that shares that ``M`` array).
+2. **Polishing** (:func:`polish_structured`): the active-set polishing of
+   :mod:`ncvx_ref.qp.polish` (fix the active bounds exactly, Newton-solve the free variables,
+   repair the active set), with ``Q`` products evaluated as ``Aᵀ(M(Av))`` and ``Q`` formed only
+   on the free set; certified by the same scaled KKT residual as the dense path
+   (:func:`kkt_residual_structured`, equal to :func:`~ncvx_ref.qp.polish.kkt_residual`).
+
+:func:`wants_structure` is the size rule the QP builders (steering, stationarity) ask before
+building a structured QP.  See ``docs/large_qps.md`` for the measurements behind it.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .interface import BoxQP, QPSolverError
+from .polish import (KKTResidual, PolishOutcome, _ReducedKKT, _candidate_active_sets,
+                     default_tolerance, estimate_eq_multiplier)
+
+__all__ = ["LiftedQPSolver", "StructuredOps", "interior_point", "polish_structured",
+           "kkt_residual_structured", "wants_structure", "LIFTED_MIN_K", "host_gradients"]
+
+#: structured QPs only from this many QP variables on (and only when ``k > n``): below it the
+#: dense path is fast, and the small reference problems keep their exact dense arithmetic.
+LIFTED_MIN_K = 1000
+_SPARSE_DENSITY = 0.1  # host gradient blocks sparser than this are stored as scipy.sparse
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def wants_structure(solver: Any, n: int, k: int) -> bool:
+    """Whether ``solver`` (looking through wrappers) wants the structured form of an ``n``/``k`` QP.
+
+    A solver opts in with a method ``wants_structure(n, k) -> bool``; wrappers that expose the
+    wrapped solver as ``solver`` or ``inner`` are looked through.  Everything else gets dense QPs.
+    """
+    seen = 0
+    while solver is not None and seen < 8:
+        fn = getattr(solver, "wants_structure", None)
+        if callable(fn):
+            return bool(fn(n, k))
+        solver = getattr(solver, "solver", None) or getattr(solver, "inner", None)
+        seen += 1
+    return False
+
+
+def host_gradients(blocks) -> Any:
+    """Host gradient columns ``[B1 | B2 | ...]`` (float64 NumPy blocks) as one ``n x k`` matrix.
+
+    Sparse (CSC) when the nonzeros are below 10% of the entries, else a dense array.
+    """
+    blocks = [np.asarray(b, dtype=np.float64) for b in blocks]
+    blocks = [b[:, None] if b.ndim == 1 else b for b in blocks]
+    total = sum(b.size for b in blocks)
+    nnz = sum(int(np.count_nonzero(b)) for b in blocks)
+    if total and nnz <= _SPARSE_DENSITY * total:
+        parts = [sp.csc_matrix(b) for b in blocks]
+        return parts[0] if len(parts) == 1 else sp.hstack(parts, format="csc")
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+
+
+# ------------------------------------------------------------------------------------ products
+class StructuredOps:
+    """Products with ``Q = Aᵀ M A`` from the structure of ``qp`` (``M``: array, float or None)."""
+
+    def __init__(self, qp: BoxQP) -> None:
+        A = qp.A
+        self.sparse = sp.issparse(A)
+        self.A = A.tocsc() if self.sparse else np.asarray(A, dtype=np.float64)
+        M = qp.M
+        self.M_scalar: Optional[float] = None
+        self.M: Optional[np.ndarray] = None
+        if M is None:
+            self.M_scalar = 1.0
+        elif np.ndim(M) == 0:
+            self.M_scalar = float(M)
+        else:
+            self.M = np.asarray(M, dtype=np.float64)
+        self.n, self.k = self.A.shape
+        self._diag: Optional[np.ndarray] = None
+
+    def apply_M(self, z: np.ndarray) -> np.ndarray:
+        return self.M_scalar * z if self.M is None else self.M @ z
+
+    def Qv(self, y: np.ndarray) -> np.ndarray:
+        """``Q y``."""
+        return np.asarray(self.A.T @ self.apply_M(self.A @ y))
+
+    def quad(self, p: np.ndarray) -> float:
+        """``pᵀ Q p = (Ap)ᵀ M (Ap)``."""
+        z = self.A @ p
+        return float(z @ self.apply_M(z))
+
+    def columns(self, idx: np.ndarray):
+        return self.A[:, idx]
+
+    def sub(self, idx: np.ndarray) -> np.ndarray:
+        """``Q[idx, idx]`` (dense, symmetrized), formed from ``A[:, idx]`` only."""
+        Af = self.A[:, idx]
+        if self.M is None:
+            Qff = self.M_scalar * (Af.T @ Af)
+        elif self.sparse:
+            Qff = Af.T @ np.asarray(Af.T @ self.M).T
+        else:
+            Qff = Af.T @ (self.M @ Af)
+        Qff = np.asarray(Qff.toarray() if sp.issparse(Qff) else Qff, dtype=np.float64)
+        return (Qff + Qff.T) / 2
+
+    def diag(self) -> np.ndarray:
+        """``diag(Q)``: ``a_iᵀ M a_i`` per column (its maximum is ``max |Q_ij|``, Q being PSD)."""
+        if self._diag is None:
+            A = self.A
+            if self.M is None:
+                sq = A.multiply(A) if self.sparse else A * A
+                d = self.M_scalar * np.asarray(sq.sum(axis=0)).ravel()
+            elif self.sparse:
+                MA = np.asarray(A.T @ self.M).T  # n x k dense, cost n·nnz(A)
+                d = np.asarray(A.multiply(MA).sum(axis=0)).ravel()
+            else:
+                d = np.einsum("ij,ij->j", A, self.M @ A)
+            self._diag = np.maximum(d, 0.0)
+        return self._diag
+
+
+# ------------------------------------------------------------------------------------ residual
+def _scales(qp: BoxQP, ops: StructuredOps) -> Tuple[float, float]:
+    w = max(float(np.max(np.abs(qp.lb), initial=0.0)), float(np.max(np.abs(qp.ub), initial=0.0)))
+    w = w if w > 0.0 else 1.0
+    s = max(float(np.max(np.abs(qp.q), initial=0.0)), float(np.max(ops.diag(), initial=0.0)) * w)
+    return w, (s if s > 0.0 else 1.0)
+
+
+def kkt_residual_structured(qp: BoxQP, y: np.ndarray, ops: Optional[StructuredOps] = None,
+                            eq_multiplier: Optional[float] = None,
+                            g: Optional[np.ndarray] = None) -> KKTResidual:
+    """:func:`~ncvx_ref.qp.polish.kkt_residual` of ``y`` with ``Qy`` from the structure.
+
+    Same definition (``W = max |bounds|``, ``S = max(|q|, max|Q|·W)``, ``max|Q| = max diag Q``
+    for PSD ``Q``); ``g = Qy + q`` may be passed when already known.
+    """
+    ops = StructuredOps(qp) if ops is None else ops
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != qp.q.shape or not np.all(np.isfinite(y)):
+        return KKTResidual(np.inf, np.inf, np.inf, 0.0)
+    w, s = _scales(qp, ops)
+    primal = float(np.max(np.maximum(np.maximum(qp.lb - y, y - qp.ub), 0.0), initial=0.0)) / w
+    g = ops.Qv(y) + qp.q if g is None else g
+    lam = 0.0
+    if qp.eq_coeffs is not None:
+        a = qp.eq_coeffs
+        a_scale = float(np.max(np.abs(a), initial=0.0)) or 1.0
+        primal = max(primal, abs(float(np.dot(a, y)) - qp.eq_rhs) / (w * a_scale))
+        lam = estimate_eq_multiplier(qp, y, g) if eq_multiplier is None else float(eq_multiplier)
+        g = g + lam * a
+    nat = y - np.clip(y - g * (w / s), qp.lb, qp.ub)
+    stat = float(np.max(np.abs(nat), initial=0.0)) / w
+    return KKTResidual(primal, stat, max(primal, stat), lam)
+
+
+# ------------------------------------------------------------------------------------ M⁻¹ cache
+_MINV_CACHE: dict = {}  # id(M) -> (weakref to M, M⁻¹); M arrays are never modified in place
+
+
+def _metric_inverse(M: np.ndarray) -> np.ndarray:
+    """``M⁻¹`` (SPD ``M``), memoized per array object so the QPs of one iteration share it.
+
+    Ill-conditioned ``M`` (the BFGS ``H`` late in a nonsmooth run reaches 1e15) gives an
+    inaccurate ``M⁻¹``; the interior point's refinement and the solver's dense fallback cover
+    that (an inverse-free ``(I + M S)`` LU form was tried and did worse).
+    """
+    key = id(M)
+    hit = _MINV_CACHE.get(key)
+    if hit is not None and hit[0]() is M:
+        return hit[1]
+    try:
+        c = sla.cho_factor(M, lower=True, check_finite=False)
+        Minv = sla.cho_solve(c, np.eye(M.shape[0]), check_finite=False)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        raise QPSolverError(f"lifted QP: the metric M is not positive definite ({exc}); the "
+                            f"structured path needs an SPD metric.") from exc
+    Minv = (Minv + Minv.T) / 2
+    for key_ in [k_ for k_, (ref, _) in _MINV_CACHE.items() if ref() is None]:
+        del _MINV_CACHE[key_]
+    if len(_MINV_CACHE) >= 4:
+        _MINV_CACHE.pop(next(iter(_MINV_CACHE)))
+    try:
+        _MINV_CACHE[key] = (weakref.ref(M), Minv)
+    except TypeError:  # pragma: no cover - arrays without weakref support are not memoized
+        pass
+    return Minv
+
+
+# ------------------------------------------------------------------------------------ interior point
+_SPARSE_K_MIN_N = 3000  # below this n the Woodbury matrix K is factored dense (Cholesky)
+
+
+class _Columns:
+    """``Ã`` split into sparse columns and the few dense ones (e.g. objective gradients), so that
+    ``Ã D⁻¹ Ãᵀ`` is a sparse product plus a small dense one."""
+
+    def __init__(self, At) -> None:
+        self.At = At
+        self.sparse = sp.issparse(At)
+        if self.sparse:
+            n = At.shape[0]
+            counts = np.diff(At.indptr)
+            self.dense_idx = np.flatnonzero(counts > max(16, _SPARSE_DENSITY * n))
+            keep = np.ones(At.shape[1], dtype=bool)
+            keep[self.dense_idx] = False
+            self.sparse_idx = np.flatnonzero(keep)
+            self.As = At[:, self.sparse_idx].tocsr()
+            self.Ad = At[:, self.dense_idx].toarray()
+
+    def gram(self, Dinv: np.ndarray, dense_out: bool):
+        """``Ã diag(Dinv) Ãᵀ``: dense array if ``dense_out``, else a sparse matrix."""
+        if not self.sparse:
+            return (self.At * Dinv) @ self.At.T
+        S = (self.As @ sp.diags(Dinv[self.sparse_idx]) @ self.As.T)
+        Ad = self.Ad
+        if dense_out:
+            S = S.toarray()
+            if Ad.shape[1]:
+                S += (Ad * Dinv[self.dense_idx]) @ Ad.T
+            return S
+        if Ad.shape[1]:
+            S = S + sp.csr_matrix((Ad * Dinv[self.dense_idx]) @ Ad.T)
+        return S
+
+
+class _NewtonSolver:
+    """Solves ``(Q̃ + D) x = r`` by Woodbury through ``K = M̃⁻¹ + Ã D⁻¹ Ãᵀ`` (one factorization)."""
+
+    def __init__(self, cols: _Columns, Minv, Minv_scalar: Optional[float], D: np.ndarray,
+                 Qt: Callable[[np.ndarray], np.ndarray]) -> None:
+        At = cols.At
+        self.At, self.D, self.Qt = At, D, Qt
+        Dinv = 1.0 / D
+        self.Dinv = Dinv
+        n = At.shape[0]
+        if Minv_scalar is not None and cols.sparse and n >= _SPARSE_K_MIN_N:
+            K = (cols.gram(Dinv, False) + sp.identity(n, format="csc") * Minv_scalar).tocsc()
+            self.lu = spla.splu(K, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                options={"SymmetricMode": True})
+            self._solveK = self.lu.solve
+        else:
+            K = cols.gram(Dinv, True)
+            if Minv_scalar is not None:
+                K[np.diag_indices(n)] += Minv_scalar
+            else:
+                K += Minv
+            try:
+                c = sla.cho_factor(K, lower=True, check_finite=False, overwrite_a=True)
+            except np.linalg.LinAlgError:
+                K = cols.gram(Dinv, True) + (Minv if Minv is not None else Minv_scalar * np.eye(n))
+                ridge = 1e-14 * max(1.0, float(np.max(np.abs(np.diag(K)))))
+                c = sla.cho_factor(K + ridge * np.eye(n), lower=True, check_finite=False)
+            self._solveK = lambda v: sla.cho_solve(c, v, check_finite=False)
+
+    def _raw(self, r: np.ndarray) -> np.ndarray:
+        """Woodbury with the factorization of ``K``; ``r`` may hold several columns."""
+        Dinv = self.Dinv if r.ndim == 1 else self.Dinv[:, None]
+        v = r * Dinv
+        return v - Dinv * np.asarray(self.At.T @ self._solveK(np.asarray(self.At @ v)))
+
+    def solve(self, r: np.ndarray, refine: bool = True) -> np.ndarray:
+        x = self._raw(r)
+        if not refine:
+            return x
+        # Iterative refinement against the exact operator: the Woodbury form cancels where
+        # D⁻¹ is large (free variables near the end), a few steps recover the lost digits.
+        D = self.D if r.ndim == 1 else self.D[:, None]
+        scale = float(np.max(np.abs(r), initial=0.0)) or 1.0
+        last = np.inf
+        for _ in range(3):
+            res = r - (self.Qt(x) + D * x)
+            err = float(np.max(np.abs(res), initial=0.0))
+            if err <= 1e-15 * scale or not err < 0.5 * last:
+                break
+            last = err
+            x = x + self._raw(res)
+        return x
+
+
+def interior_point(qp: BoxQP, ops: Optional[StructuredOps] = None, *, tol: float = 1e-11,
+                   max_iter: int = 100) -> Tuple[np.ndarray, bool, str]:
+    """Primal-dual Mehrotra IPM on the box QP, linear algebra through the structure.
+
+    Works on the scaled problem ``y = lb + (ub - lb)·t``, ``t ∈ [0, 1]`` (fixed variables
+    removed), objective scaled to unit size.  Returns ``(y, converged, status)``.
+    """
+    out = (None, False, "no iterate")
+    for out in interior_point_stages(qp, ops, tols=(tol,), max_iter=max_iter):
+        pass
+    return out
+
+
+def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
+                          tols=(1e-9, 1e-12), max_iter: int = 100):
+    """:func:`interior_point` as a generator: yields ``(y, converged, status)`` each time the
+    next tolerance of ``tols`` is reached (or once on failure), then resumes from there."""
+    tols = list(tols)
+    ops = StructuredOps(qp) if ops is None else ops
+    k = qp.size
+    lb, ub = qp.lb, qp.ub
+    width = ub - lb
+    J = np.flatnonzero(width > 0.0)
+    y_base = lb.copy()
+    if J.size == 0:
+        yield y_base, True, "all variables fixed"
+        return
+    wJ = width[J]
+    AJ = ops.columns(J)
+    At = AJ @ sp.diags(wJ) if ops.sparse else AJ * wJ
+    if ops.sparse:
+        At = At.tocsc()
+    cols = _Columns(At)
+    Mz0 = ops.apply_M(np.asarray(ops.A @ lb))
+    qt = wJ * (qp.q[J] + np.asarray(AJ.T @ Mz0))
+    dt = ops.diag()[J] * wJ * wJ
+    sigma = max(float(np.max(np.abs(qt), initial=0.0)), float(np.max(dt, initial=0.0)))
+    sigma = sigma if sigma > 0.0 else 1.0
+    qt = qt / sigma
+    m_scalar = None if ops.M is not None else ops.M_scalar / sigma
+    Minv = None
+    Minv_scalar = None
+    if ops.M is not None:
+        Minv = sigma * _metric_inverse(ops.M)
+    else:
+        if not m_scalar > 0.0:
+            raise QPSolverError("lifted QP: the metric scale must be positive.")
+        Minv_scalar = 1.0 / m_scalar
+
+    def Qt(t):
+        z = np.asarray(At @ t)
+        Mz = m_scalar * z if ops.M is None else (ops.M @ z) / sigma
+        return np.asarray(At.T @ Mz)
+
+    a = qp.eq_coeffs
+    at = bt = None
+    if a is not None:
+        at = a[J] * wJ
+        bt = qp.eq_rhs - float(np.dot(a, lb))
+        sc = float(np.max(np.abs(at), initial=0.0))
+        if sc == 0.0:
+            if abs(bt) > default_tolerance(k) * max(1.0, abs(qp.eq_rhs)):
+                raise QPSolverError("lifted QP: the equality cannot hold (no free coefficient).")
+            at = None
+        else:
+            at, bt = at / sc, bt / sc
+    def _unscale(t, u):
+        y = y_base.copy()
+        y[J] = np.where(u < t, ub[J] - wJ * u, lb[J] + wJ * t)
+        return np.clip(y, lb, ub)
+
+    m = J.size
+    t = np.full(m, 0.5)
+    u = np.full(m, 0.5)  # 1 - t, kept as its own variable: near the upper bound 1 - t loses digits
+    z1 = np.ones(m)
+    z2 = np.ones(m)
+    lam = 0.0
+    status = "max iterations"
+    ok = False
+    stalls = 0
+    for it in range(max_iter):
+        g = Qt(t) + qt
+        rd = g - z1 + z2 + (lam * at if at is not None else 0.0)
+        re = float(np.dot(at, t)) - bt if at is not None else 0.0
+        s1, s2 = t, u
+        mu = (float(np.dot(s1, z1)) + float(np.dot(s2, z2))) / (2 * m)
+        if max(float(np.max(np.abs(rd))), abs(re)) <= tols[0] and mu <= tols[0]:
+            yield _unscale(t, u), True, f"converged to {tols[0]:g} in {it} iterations"
+            tols.pop(0)
+            if not tols:
+                return
+            continue
+        D = z1 / s1 + z2 / s2
+        try:
+            ns = _NewtonSolver(cols, Minv, Minv_scalar, D, Qt)
+        except (np.linalg.LinAlgError, RuntimeError, ValueError) as exc:
+            status = f"factorization failed: {exc}"
+            break
+        xa = ns.solve(at) if at is not None else None
+
+        def direction(rc1, rc2, refine=True):
+            rhs = -rd + rc1 / s1 - rc2 / s2
+            x = ns.solve(rhs, refine)
+            dl = 0.0
+            if at is not None:
+                dl = (float(np.dot(at, x)) + re) / float(np.dot(at, xa))
+                x = x - dl * xa
+            return x, dl, (rc1 - z1 * x) / s1, (rc2 + z2 * x) / s2
+
+        def max_step(v, dv):
+            neg = dv < 0.0
+            return min(1.0, float(np.min(-v[neg] / dv[neg]))) if np.any(neg) else 1.0
+
+        dx, dl, dz1, dz2 = direction(-s1 * z1, -s2 * z2, refine=False)  # affine predictor
+        ap = min(max_step(s1, dx), max_step(s2, -dx))
+        ad = min(max_step(z1, dz1), max_step(z2, dz2))
+        mu_aff = (float(np.dot(s1 + ap * dx, z1 + ad * dz1))
+                  + float(np.dot(s2 - ap * dx, z2 + ad * dz2))) / (2 * m)
+        cent = (mu_aff / mu) ** 3 if mu > 0.0 else 0.0
+        rc1 = cent * mu - s1 * z1 - dx * dz1
+        rc2 = cent * mu - s2 * z2 + dx * dz2
+        dx, dl, dz1, dz2 = direction(rc1, rc2)
+        eta = 0.995  # fraction to the boundary
+        ap = eta * min(max_step(s1, dx), max_step(s2, -dx))
+        ad = eta * min(max_step(z1, dz1), max_step(z2, dz2))
+        if not (np.all(np.isfinite(dx)) and np.isfinite(dl)):
+            status = "non-finite Newton direction"
+            break
+        stalls = stalls + 1 if ap < 1e-6 else 0
+        if stalls >= 3:  # inaccurate Newton directions (ill-conditioned data): stop here
+            status = f"stalled at iteration {it} (residual {max(float(np.max(np.abs(rd))), abs(re)):.1e}, mu {mu:.1e})"
+            break
+        t = np.maximum(t + ap * dx, np.finfo(float).tiny)
+        u = np.maximum(u - ap * dx, np.finfo(float).tiny)
+        z1 = np.maximum(z1 + ad * dz1, np.finfo(float).tiny)
+        z2 = np.maximum(z2 + ad * dz2, np.finfo(float).tiny)
+        lam = lam + ad * dl
+    yield _unscale(t, u), ok, status
+
+
+# ------------------------------------------------------------------------------------ polishing
+def polish_structured(qp: BoxQP, y0: np.ndarray, ops: Optional[StructuredOps] = None, *,
+                      tol: Optional[float] = None, max_rounds: int = 25) -> PolishOutcome:
+    """:func:`~ncvx_ref.qp.polish.polish` for a structured QP (same algorithm and certificate)."""
+    ops = StructuredOps(qp) if ops is None else ops
+    y0 = np.asarray(y0, dtype=np.float64)
+    k = qp.size
+    tol = default_tolerance(k) if tol is None else tol
+    res0 = kkt_residual_structured(qp, y0, ops)
+    if not np.all(np.isfinite(y0)) or y0.shape != (k,):
+        return PolishOutcome(y0, False, res0, res0, 0)
+    if res0.total == 0.0:
+        return PolishOutcome(y0, True, res0, res0, 0)
+    w, s = _scales(qp, ops)
+    a = qp.eq_coeffs
+    yc = np.clip(y0, qp.lb, qp.ub)
+    g0 = ops.Qv(yc) + qp.q
+    lam0 = estimate_eq_multiplier(qp, yc, g0)
+    if a is not None:
+        g0 = g0 + lam0 * a
+    best: Optional[tuple] = None
+    seen: set = set()
+    rounds_total = 0
+    for at_lb, at_ub in _candidate_active_sets(qp, yc, g0, w, s):
+        key = np.packbits(at_lb).tobytes() + np.packbits(at_ub).tobytes()
+        if key in seen:
+            continue
+        seen.add(key)
+        y, res, rounds = _rounds(qp, ops, yc, lam0, at_lb.copy(), at_ub.copy(), w, s, tol,
+                                 max_rounds)
+        rounds_total += rounds
+        if best is None or res.total < best[1].total:
+            best = (y, res)
+        if res.total <= tol:
+            break
+    y, res = best
+    if res.total <= tol:
+        return PolishOutcome(y, True, res, res0, rounds_total)
+    return PolishOutcome(y0, res0.total <= tol, res0, res0, rounds_total)
+
+
+def _rounds(qp: BoxQP, ops: StructuredOps, y_start: np.ndarray, lam: float, at_lb, at_ub,
+            w: float, s: float, tol: float, max_rounds: int):
+    """The active-set rounds of the dense polishing, with structured ``Q`` products."""
+    a = qp.eq_coeffs
+    lb, ub = qp.lb, qp.ub
+    y = y_start.copy()
+    best_y, best_res = y, kkt_residual_structured(qp, y, ops)
+    for rnd in range(1, max_rounds + 1):
+        y = y.copy()
+        y[at_lb] = lb[at_lb]
+        y[at_ub] = ub[at_ub]
+        free = ~(at_lb | at_ub)
+        idx = np.flatnonzero(free)
+        d_null = None
+        if idx.size:
+            a_f = None if a is None else a[idx]
+            kkt = _ReducedKKT(ops.sub(idx), a_f)
+            Af = ops.columns(idx)
+            for refine in range(2):  # one Newton step plus one refinement step
+                g = np.asarray(Af.T @ ops.apply_M(np.asarray(ops.A @ y))) + qp.q[idx]
+                r_eq = 0.0
+                if a is not None:
+                    g = g + lam * a_f
+                    r_eq = float(np.dot(a, y)) - qp.eq_rhs
+                d, dlam, flat = kkt.step(g, r_eq)
+                if not (np.all(np.isfinite(d)) and np.isfinite(dlam)):
+                    break
+                y[idx] += d
+                lam += dlam
+                if refine == 0:
+                    d_null = flat
+        gy = ops.Qv(y) + qp.q
+        res = kkt_residual_structured(qp, y, ops, lam if a is not None else None, g=gy)
+        if res.total < best_res.total:
+            best_y, best_res = y, res
+        if res.total <= tol:
+            return y, res, rnd
+        z = gy + (lam * a if a is not None else 0.0)
+        over_lb = free & (y < lb)
+        over_ub = free & (y > ub)
+        dual_tol = tol * s
+        release_lb = at_lb & (z < -dual_tol) & (lb < ub)
+        release_ub = at_ub & (z > dual_tol) & (lb < ub)
+        if over_lb.any() or over_ub.any() or release_lb.any() or release_ub.any():
+            at_lb = (at_lb & ~release_lb) | over_lb
+            at_ub = (at_ub & ~release_ub) | over_ub
+            y = np.clip(y, lb, ub)
+            continue
+        p = None
+        if d_null is not None:
+            p = np.zeros_like(y)
+            p[idx] = d_null
+        hit = _line_step(qp, ops, y, z, p, idx, w)
+        if hit is None:
+            break
+        y, blocked_lb, blocked_ub = hit
+        at_lb |= blocked_lb
+        at_ub |= blocked_ub
+    return best_y, best_res, max_rounds
+
+
+def _line_step(qp: BoxQP, ops: StructuredOps, y, z, p, idx, w: float):
+    """The dense polishing's line step along ``p`` (default: projected steepest descent)."""
+    a = qp.eq_coeffs
+    lb, ub = qp.lb, qp.ub
+    if p is None:
+        p = np.zeros_like(y)
+        p[idx] = -z[idx]
+        if a is not None:
+            a_f = a[idx]
+            aa = float(np.dot(a_f, a_f))
+            if aa > 0.0:
+                p[idx] += (float(np.dot(a_f, z[idx])) / aa) * a_f
+    slope = float(np.dot(z, p))
+    if not slope < 0.0:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_lb = np.where(p < 0.0, (lb - y) / p, np.inf)
+        t_ub = np.where(p > 0.0, (ub - y) / p, np.inf)
+    t_max = float(min(np.min(t_lb), np.min(t_ub)))
+    curv = ops.quad(p)
+    if curv > 0.0 and -slope / curv < t_max:
+        step = (-slope / curv) * p
+        if np.max(np.abs(step)) <= _EPS * w:
+            return None
+        none = np.zeros(y.shape, dtype=bool)
+        return y + step, none, none
+    if not np.isfinite(t_max):
+        return None
+    y = y + t_max * p
+    new_lb = t_lb <= t_max
+    new_ub = t_ub <= t_max
+    y[new_lb] = lb[new_lb]
+    y[new_ub] = ub[new_ub]
+    return y, new_lb, new_ub
+
+
+# ------------------------------------------------------------------------------------ solver
+def check_structure(qp: BoxQP) -> None:
+    """Raise :class:`QPSolverError` unless the structure ``A``/``M`` of ``qp`` is well formed."""
+    A = qp.A
+    if A is None:
+        raise QPSolverError("lifted QP solver needs a structured QP (BoxQP with `A`, `M`).")
+    if len(A.shape) != 2 or A.shape[1] != qp.size:
+        raise QPSolverError(f"QP structure `A` must have shape (n, {qp.size}), got {A.shape}.")
+    data = A.data if sp.issparse(A) else A
+    if not np.all(np.isfinite(data)):
+        raise QPSolverError("QP structure `A` contains inf or NaN; the QP data must be finite.")
+    M = qp.M
+    if M is not None:
+        n = A.shape[0]
+        if np.ndim(M) == 0:
+            if not (np.isfinite(M) and M > 0.0):
+                raise QPSolverError(f"QP structure `M` as a scalar must be positive, got {M}.")
+        elif np.shape(M) != (n, n) or not np.all(np.isfinite(M)):
+            raise QPSolverError(f"QP structure `M` must be a finite ({n}, {n}) array.")
+
+
+def _dense_copy(qp: BoxQP) -> BoxQP:
+    """The dense form of a structured QP (``Q = Aᵀ M A`` formed), leaving ``qp`` untouched."""
+    return BoxQP(qp.dense_Q(), qp.q, qp.lb, qp.ub, qp.eq_coeffs, qp.eq_rhs, qp.kind)
+
+
+class LiftedQPSolver:
+    """Solves structured QPs (``Q = Aᵀ M A``) without forming ``Q``: interior point + polishing.
+
+    Follows the adapters' rules (:class:`~ncvx_ref.qp.solvers.LibraryQPSolver`): validation,
+    ``y = 0`` exactly when it is optimal, a certified polished answer, else the interior-point
+    answer if it converged, else :class:`QPSolverError`.  A structured QP the lifted path cannot
+    certify (ill-conditioned ``M``) is solved densely (``Q`` formed) as a fallback.  Dense QPs
+    are passed to ``dense``
+    (default: :class:`~ncvx_ref.qp.solvers.PIQPSolver`).  Stateless apart from the memoized
+    ``M⁻¹`` (a pure function of ``M``), so one QP always gets the same answer.
+
+    **Arguments:** ``tol`` (certification tolerance, default
+    :func:`~ncvx_ref.qp.polish.default_tolerance`), ``min_k`` (:meth:`wants_structure`
+    threshold, default :data:`LIFTED_MIN_K`), ``dense`` (solver for dense QPs), ``name``.
+    """
+
+    #: interior-point tolerances at which polishing is tried, in order (measured, large_qps.md)
+    ipm_stages = (1e-9, 1e-12)
+
+    def __init__(self, *, tol: Optional[float] = None, min_k: Optional[int] = None,
+                 dense=None, name: str = "lifted") -> None:
+        self.name = name
+        self.tol = tol
+        self.min_k = LIFTED_MIN_K if min_k is None else int(min_k)
+        self._dense = dense
+        self.last_polish: Optional[PolishOutcome] = None
+        self.last_status = ""
+        self.dense_fallbacks = 0  # structured QPs that needed the dense path (diagnostics)
+
+    def __repr__(self) -> str:
+        return f"LiftedQPSolver(tol={self.tol}, min_k={self.min_k})"
+
+    def wants_structure(self, n: int, k: int) -> bool:
+        """Structured QPs pay off when ``k > n`` (rank-deficient ``Q``) and ``k >= min_k``."""
+        return k >= self.min_k and k > n
+
+    @property
+    def dense(self):
+        if self._dense is None:
+            from .solvers import PIQPSolver
+            self._dense = PIQPSolver()
+        return self._dense
+
+    def solve(self, qp: BoxQP) -> np.ndarray:
+        if qp.A is None:
+            return self.dense.solve(qp)
+        from .solvers import check_qp
+        check_qp(qp)
+        self.last_polish = None
+        ops = StructuredOps(qp)
+        k = qp.size
+        zero = np.zeros(k)
+        if (np.all(qp.lb <= 0.0) and np.all(qp.ub >= 0.0)
+                and kkt_residual_structured(qp, zero, ops, g=qp.q.copy()).total == 0.0):
+            self.last_status = "y = 0 exact"
+            return zero
+        # A moderately accurate interior point identifies the active set; polishing makes the
+        # answer exact.  Only when that fails is the interior point run to full accuracy.
+        out, ok, status = None, False, "no iterate"
+        try:
+            for y, ok, status in interior_point_stages(qp, ops, tols=self.ipm_stages):
+                self.last_status = status
+                if not np.all(np.isfinite(y)):
+                    ok, status = False, f"no finite answer ({status})"
+                    break
+                out = polish_structured(qp, y, ops, tol=self.tol)
+                self.last_polish = out
+                if out.certified:
+                    return out.y
+        except QPSolverError as exc:  # M not numerically positive definite
+            ok, status = False, str(exc)
+        # Ill-conditioned data (a nearly singular M) can defeat the interior point's Woodbury
+        # solves; the dense path (Q formed once) is the exact fallback.
+        try:
+            y_dense = self.dense.solve(_dense_copy(qp))
+        except QPSolverError as exc:
+            status = f"{status}; dense fallback failed: {exc}"
+        else:
+            self.last_status = f"{status}; dense fallback"
+            self.dense_fallbacks += 1
+            return y_dense
+        if ok and out is not None:  # converged, uncertified: its answer, as the adapters do
+            return out.y
+        residual = out.residual.total if out is not None else float("nan")
+        raise QPSolverError(f"lifted QP: interior point failed ({status}) and its answer could "
+                            f"not be certified (KKT residual {residual:.3g}).")
+
+
+# ------------------------------------------------------------------------------------ builders
+_PROBE_MAX_N = 4000  # metrics known only as a product are materialized (M·I) up to this n
+
+
+def host_metric(apply_M: Callable, n: int, backend) -> Tuple[bool, Any]:
+    """The QP metric behind ``apply_M`` as host data for a structured QP: ``(available, M)``.
+
+    ``M`` is None (identity: ``apply_M`` returns its argument), a float (a scaled identity: the
+    full-memory BFGS ``H`` before its first update), or an ``n x n`` float64 array (the BFGS
+    ``H`` itself, or ``apply_M(I)`` for a metric known only as a product, e.g. the regularized
+    ``H_QP``, when ``n <= 4000``).  Not available for L-BFGS (its ``H`` is never formed) and
+    for larger product-only metrics: the caller then builds the dense QP.  The transfer is
+    ``ncvx_ref.backend.to_host``.
+    """
+    from ..backend import to_host
+    from ..hessian import BFGSInverseHessian, LBFGSInverseHessian
+
+    probe = backend.zeros((1,)) if n == 0 else backend.zeros((n,))
+    if apply_M(probe) is probe:
+        return True, None
+    owner = getattr(apply_M, "__self__", None)
+    if isinstance(owner, LBFGSInverseHessian):
+        return False, None
+    if isinstance(owner, BFGSInverseHessian):
+        if getattr(owner, "_H", None) is None and getattr(owner, "_gamma_identity", None):
+            return True, float(owner._gamma_identity)
+        return True, to_host(owner.dense)
+    if n > _PROBE_MAX_N:
+        return False, None
+    M = to_host(apply_M(backend.eye(n)))
+    return True, (M + M.T) / 2

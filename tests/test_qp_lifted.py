@@ -1,0 +1,213 @@
+"""The lifted (structured) QP path: same answers as the dense path, without forming ``Q``.
+
+QPs with ``k >> n`` are drawn like the method builds them (``Q = AᵀMA``, ``A`` the ``n x k``
+gradients); the lifted answer must satisfy the dense KKT conditions to the certification
+tolerance, reach the dense solver's objective and give the same ``A y`` (unique, since
+``½zᵀMz`` is strictly convex in ``z = Ay``).  Through ``ncvx_ref.solve``, the steering and
+stationarity results at the same points agree with the dense path.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import ncvx_ref
+from ncvx_ref.backend import Backend
+from ncvx_ref.qp.counting import CountingQPSolver
+from ncvx_ref.qp.default import RecordingQPSolver, default_qp_solver
+from ncvx_ref.qp.interface import BoxQP, QPSolverError
+from ncvx_ref.qp.lifted import (LiftedQPSolver, host_gradients, host_metric, kkt_residual_structured,
+                                wants_structure)
+from ncvx_ref.qp.polish import default_tolerance, kkt_residual
+from ncvx_ref.qp.solvers import DAQPSolver, PIQPSolver, check_qp
+from ncvx_ref.problems import svm_soft_margin
+from ncvx_ref.steering import SteeringParameters, steer
+from ncvx_ref.stationarity import NeighbourhoodCache, stationarity
+
+
+def _metric(rng, n: int, kind: str):
+    if kind == "I":
+        return None
+    if kind == "scalar":
+        return 2.5
+    B = rng.standard_normal((n, n)) / np.sqrt(n)
+    return B @ B.T + 0.05 * np.eye(n)  # SPD, condition number ~100
+
+
+def _random_qp(seed: int, n: int, k: int, metric: str, equality: bool, sparse: bool) -> BoxQP:
+    """A steering-like (box) or stationarity-like (box + Σ y_F = μ) QP with ``k >> n``."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, k))
+    if sparse:
+        A *= rng.random((n, k)) < 0.15
+        A[:, 0] = rng.standard_normal(n)  # one dense column, like an objective gradient
+    A[:, 3] = A[:, 2] + 1e-9 * rng.standard_normal(n)  # nearly identical gradients
+    M = _metric(rng, n, metric)
+    q = rng.standard_normal(k)
+    if not equality:
+        m_e = k // 10
+        lb = np.concatenate([-np.ones(m_e), np.zeros(k - m_e)])
+        return BoxQP(None, q, lb, np.ones(k), kind="steering",
+                     A=sp.csc_matrix(A) if sparse else A, M=M)
+    l = 4
+    mu = 0.3
+    lb = np.zeros(k)
+    ub = np.concatenate([np.full(l, mu), np.ones(k - l)])
+    a = np.concatenate([np.ones(l), np.zeros(k - l)])
+    return BoxQP(None, q, lb, ub, a, mu, kind="stationarity", A=sp.csc_matrix(A) if sparse else A,
+                 M=M)
+
+
+def _dense(qp: BoxQP) -> BoxQP:
+    return BoxQP(qp.dense_Q(), qp.q, qp.lb, qp.ub, qp.eq_coeffs, qp.eq_rhs, qp.kind)
+
+
+def _objective(qp: BoxQP, y: np.ndarray) -> float:
+    return float(0.5 * y @ qp.dense_Q() @ y + qp.q @ y)
+
+
+@pytest.mark.parametrize("metric", ["I", "scalar", "spd"])
+@pytest.mark.parametrize("equality", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lifted_matches_dense(metric, equality, sparse, seed):
+    n, k = 12, 150
+    qp = _random_qp(seed, n, k, metric, equality, sparse)
+    solver = LiftedQPSolver()
+    y = solver.solve(qp)
+    assert qp.structured, "the lifted solver must not form the dense Q"
+    assert solver.last_polish is not None and solver.last_polish.certified
+    dense = _dense(qp)
+    res = kkt_residual(dense, y)
+    assert res.total <= default_tolerance(k), f"dense KKT residual {res.total:.3g}"
+    y_ref = PIQPSolver().solve(dense)
+    f, f_ref = _objective(qp, y), _objective(qp, y_ref)
+    assert abs(f - f_ref) <= 1e-10 * max(1.0, abs(f_ref))
+    A = qp.A.toarray() if sp.issparse(qp.A) else qp.A
+    z, z_ref = A @ y, A @ y_ref
+    assert np.max(np.abs(z - z_ref)) <= 1e-8 * max(1.0, np.max(np.abs(z_ref)))
+
+
+def test_sparse_factorization_path(monkeypatch):
+    """Large ``n`` with an identity metric and sparse ``A``: ``K`` is factored sparse (LU)."""
+    from ncvx_ref.qp import lifted
+    monkeypatch.setattr(lifted, "_SPARSE_K_MIN_N", 10)
+    qp = _random_qp(6, 30, 200, "scalar", True, True)
+    y = LiftedQPSolver().solve(qp)
+    assert kkt_residual(_dense(qp), y).total <= default_tolerance(200)
+
+
+def test_structured_residual_equals_dense_residual():
+    qp = _random_qp(3, 10, 80, "spd", True, True)
+    y = np.clip(np.random.default_rng(0).random(80), qp.lb, qp.ub)
+    a, b = kkt_residual_structured(qp, y), kkt_residual(_dense(qp), y)
+    assert np.isclose(a.total, b.total, rtol=1e-10) and np.isclose(a.eq_multiplier, b.eq_multiplier)
+
+
+def test_exact_zero_answer_is_returned_exactly():
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((6, 40))
+    qp = BoxQP(None, np.abs(rng.standard_normal(40)) + 0.1, np.zeros(40), np.ones(40), A=A)
+    y = LiftedQPSolver().solve(qp)
+    assert np.array_equal(y, np.zeros(40))
+
+
+def test_lazy_dense_Q_keeps_dense_solvers_working():
+    qp = _random_qp(4, 8, 60, "spd", False, True)
+    A = qp.A.toarray()
+    Q = A.T @ qp.M @ A
+    assert qp.structured
+    y = DAQPSolver().solve(qp)  # a dense-only solver reads qp.Q, formed on demand
+    assert not qp.structured and np.allclose(qp.Q, (Q + Q.T) / 2, rtol=0, atol=1e-12)
+    assert kkt_residual(qp, y).total <= default_tolerance(60)
+    y_lifted = LiftedQPSolver().solve(_random_qp(4, 8, 60, "spd", False, True))
+    assert np.max(np.abs(A @ (y - y_lifted))) <= 1e-8
+
+
+def test_structure_validation():
+    A = np.ones((3, 5))
+    with pytest.raises(ValueError, match="either a dense `Q` or the structure"):
+        BoxQP(None, np.zeros(5), np.zeros(5), np.ones(5))
+    with pytest.raises(QPSolverError, match="`A` must have shape"):
+        check_qp(BoxQP(None, np.zeros(4), np.zeros(4), np.ones(4), A=A))
+    with pytest.raises(QPSolverError, match="`M` must be a finite"):
+        check_qp(BoxQP(None, np.zeros(5), np.zeros(5), np.ones(5), A=A, M=np.eye(4)))
+    bad = A.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(QPSolverError, match="inf or NaN"):
+        check_qp(BoxQP(None, np.zeros(5), np.zeros(5), np.ones(5), A=bad))
+    with pytest.raises(QPSolverError, match="equality is infeasible"):
+        LiftedQPSolver().solve(BoxQP(None, np.zeros(5), np.zeros(5), np.ones(5), np.ones(5), 7.0,
+                                     A=A))
+
+
+def test_who_gets_structured_qps():
+    lifted = LiftedQPSolver()
+    assert lifted.wants_structure(1021, 2000) and not lifted.wants_structure(1021, 900)
+    assert not lifted.wants_structure(3000, 2000)  # k <= n: Q is not rank deficient
+    assert wants_structure(default_qp_solver(), 1021, 2000)
+    assert wants_structure(CountingQPSolver(RecordingQPSolver()), 1021, 2000)  # through wrappers
+    assert not wants_structure(PIQPSolver(), 1021, 2000)  # plain adapters stay dense
+    assert not wants_structure(object(), 1021, 2000)
+
+
+def test_host_gradients_sparsity_and_metric_detection():
+    dense = np.random.default_rng(0).standard_normal((5, 4))
+    assert isinstance(host_gradients([dense]), np.ndarray)
+    sparse = np.zeros((50, 40))
+    sparse[0] = 1.0
+    out = host_gradients([sparse, np.ones(50)])
+    assert sp.issparse(out) and out.shape == (50, 41)
+    b = Backend.of(np.zeros(3))
+    assert host_metric(lambda v: v, 3, b) == (True, None)
+    H = np.diag([1.0, 2.0, 3.0])
+    ok, M = host_metric(lambda v: H @ v, 3, b)
+    assert ok and np.array_equal(M, H)
+
+
+# --------------------------------------------------------------------------- through the solver
+def _svm():
+    return svm_soft_margin.random(40, 5, 5)  # n = 46, 80 constraints
+
+
+def test_first_iterate_identical_and_runs_without_qp_failures():
+    """The same first step through ``ncvx_ref.solve``; later the runs may part at the SVM's kinks
+    (constraints landing exactly on 0, whose side depends on rounding)."""
+    prob = _svm()
+    runs = {}
+    for name, solver in (("dense", PIQPSolver()), ("lifted", LiftedQPSolver(min_k=1))):
+        runs[name] = ncvx_ref.solve(prob.evaluate, np.asarray(prob.x0), qp_solver=solver,
+                                    maxit=25, print_level=0, record_history=True)
+    hd, hl = runs["dense"].history, runs["lifted"].history
+    x1d, x1l = np.asarray(hd[1].x), np.asarray(hl[1].x)
+    assert np.max(np.abs(x1d - x1l)) <= 1e-12 * max(1.0, np.max(np.abs(x1d)))
+    assert hd[1].mu == hl[1].mu and hd[1].alpha == hl[1].alpha
+    assert runs["lifted"].quadprog_failure_rate == 0.0
+    fd, fl = runs["dense"].final.f, runs["lifted"].final.f
+    assert abs(fd - fl) <= 0.05 * abs(fd), (fd, fl)  # same neighbourhood after 25 iterations
+
+
+def test_steering_and_stationarity_agree_at_the_same_points():
+    """At points and metrics of a real run, the structured steering direction, its ``mu`` and
+    the stationarity value equal the dense path's."""
+    prob = _svm()
+    states = []
+    ncvx_ref.solve(prob.evaluate, np.asarray(prob.x0), maxit=12, print_level=0,
+                   callback=lambda s: states.append((s.point, np.array(s.get_H()))) and False)
+    backend = Backend.of(np.asarray(prob.x0))
+    params = SteeringParameters()
+    checked = 0
+    for pt, H in states[2::3]:
+        apply_M = lambda v, H=H: H @ v  # noqa: E731
+        d_dense, mu_dense = steer(pt, apply_M, params, PIQPSolver(), backend)
+        d_lift, mu_lift = steer(pt, apply_M, params, LiftedQPSolver(min_k=1), backend)
+        assert mu_dense == mu_lift
+        assert np.max(np.abs(d_dense - d_lift)) <= 1e-8 * max(1.0, np.max(np.abs(d_dense)))
+        vals = []
+        for solver in (PIQPSolver(), LiftedQPSolver(min_k=1)):
+            cache = NeighbourhoodCache(3, 1e-4, backend)
+            vals.append(stationarity(pt, cache, apply_M, solver, 0.0, backend).value)
+        assert np.isclose(vals[0], vals[1], rtol=1e-8, atol=1e-14), vals
+        checked += 1
+    assert checked >= 3
