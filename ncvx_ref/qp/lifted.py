@@ -68,9 +68,15 @@ def host_gradients(blocks) -> Any:
     blocks = [np.asarray(b, dtype=np.float64) for b in blocks]
     blocks = [b[:, None] if b.ndim == 1 else b for b in blocks]
     total = sum(b.size for b in blocks)
-    nnz = sum(int(np.count_nonzero(b)) for b in blocks)
+    nnz_of: dict = {}  # the same array repeated (one Jacobian for every sample): counted once
+    nnz = sum(nnz_of.setdefault(id(b), int(np.count_nonzero(b))) for b in blocks)
     if total and nnz <= _SPARSE_DENSITY * total:
-        parts = [sp.csc_matrix(b) for b in blocks]
+        converted: dict = {}
+        parts = []
+        for b in blocks:
+            if id(b) not in converted:
+                converted[id(b)] = sp.csc_matrix(b)
+            parts.append(converted[id(b)])
         return parts[0] if len(parts) == 1 else sp.hstack(parts, format="csc")
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
 
@@ -129,11 +135,16 @@ class StructuredOps:
             if self.M is None:
                 sq = A.multiply(A) if self.sparse else A * A
                 d = self.M_scalar * np.asarray(sq.sum(axis=0)).ravel()
-            elif self.sparse:
-                MA = np.asarray(A.T @ self.M).T  # n x k dense, cost n·nnz(A)
-                d = np.asarray(A.multiply(MA).sum(axis=0)).ravel()
-            else:
-                d = np.einsum("ij,ij->j", A, self.M @ A)
+            else:  # column blocks: no n x k dense temporary
+                d = np.empty(self.k)
+                step = max(1, (1 << 22) // max(self.n, 1))
+                for j0 in range(0, self.k, step):
+                    B = A[:, j0:j0 + step]
+                    if self.sparse:
+                        BtM = np.asarray(B.T @ self.M)  # cost n·nnz(B)
+                        d[j0:j0 + step] = np.asarray(B.T.multiply(BtM).sum(axis=1)).ravel()
+                    else:
+                        d[j0:j0 + step] = np.einsum("ij,ij->j", B, self.M @ B)
             self._diag = np.maximum(d, 0.0)
         return self._diag
 
