@@ -15,22 +15,24 @@ import numpy as np
 
 from .interface import BoxQP, QPSolver
 from .lifted import LiftedQPSolver
-from .solvers import SOLVER_CLASSES, PIQPSolver
+from .size_switch import SizeSwitchedQPSolver
+from .solvers import SOLVER_CLASSES, DAQPSolver, PIQPSolver
 
 __all__ = ["DEFAULT_QP_SOLVER", "default_qp_solver", "get_qp_solver", "available_qp_solvers",
            "RecordingQPSolver", "QPRecord", "load_qp_corpus"]
 
-DEFAULT_QP_SOLVER = "piqp"
+DEFAULT_QP_SOLVER = "daqp+piqp"
 
 
 def default_qp_solver() -> QPSolver:
-    """A fresh instance of the default QP solver: PIQP with polishing for dense QPs, the lifted
-    path (:class:`~ncvx_ref.qp.lifted.LiftedQPSolver`) for structured ones.
+    """A fresh instance of the default QP solver: DAQP for small dense QPs and PIQP (both
+    polished) for larger ones (:class:`~ncvx_ref.qp.size_switch.SizeSwitchedQPSolver`), and the
+    lifted path (:class:`~ncvx_ref.qp.lifted.LiftedQPSolver`) for structured ones.
 
-    It is named ``"piqp"``; a plain :class:`~ncvx_ref.qp.solvers.PIQPSolver` (``qp_solver="piqp"``)
-    does not ask for structured QPs, so it keeps every QP on the dense path.
+    A solver given by name (``qp_solver="piqp"``) does not ask for structured QPs, so it keeps
+    every QP on the dense path.
     """
-    return LiftedQPSolver(dense=PIQPSolver(), name="piqp")
+    return LiftedQPSolver(dense=SizeSwitchedQPSolver(DAQPSolver(), PIQPSolver()), name=DEFAULT_QP_SOLVER)
 
 
 def available_qp_solvers() -> list[str]:
