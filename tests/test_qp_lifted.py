@@ -17,6 +17,7 @@ from ncvx_ref.backend import Backend
 from ncvx_ref.qp.counting import CountingQPSolver
 from ncvx_ref.qp.default import RecordingQPSolver, default_qp_solver
 from ncvx_ref.qp.interface import BoxQP, QPSolverError
+from ncvx_ref.qp.lifted import merge_duplicate_columns as lifted_merge
 from ncvx_ref.qp.lifted import (LiftedQPSolver, host_gradients, host_metric, kkt_residual_structured,
                                 wants_structure)
 from ncvx_ref.qp.polish import default_tolerance, kkt_residual
@@ -211,3 +212,26 @@ def test_steering_and_stationarity_agree_at_the_same_points():
         assert np.isclose(vals[0], vals[1], rtol=1e-8, atol=1e-14), vals
         checked += 1
     assert checked >= 3
+
+
+def test_repeated_gradients_are_merged_exactly():
+    """The stationarity QP of linear constraints repeats one Jacobian per sample: merged into one
+    variable per distinct column, solved, expanded; certified on the original QP."""
+    rng = np.random.default_rng(8)
+    n, m, l = 10, 30, 3
+    J = rng.standard_normal((n, m)) * (rng.random((n, m)) < 0.3)
+    G = rng.standard_normal((n, l))
+    c = rng.standard_normal(m)
+    mu = 0.5
+    A = sp.csc_matrix(np.hstack([G] + [J] * l))
+    k = l + l * m
+    q = -np.concatenate([np.full(l, 1.3), np.tile(c, l)])
+    ub = np.concatenate([np.full(l, mu), np.ones(l * m)])
+    a = np.concatenate([np.ones(l), np.zeros(l * m)])
+    qp = BoxQP(None, q, np.zeros(k), ub, a, mu, kind="stationarity", A=A, M=_metric(rng, n, "spd"))
+    reduced, expand = lifted_merge(qp)
+    assert reduced.size == l + m and expand is not None
+    y = LiftedQPSolver().solve(qp)
+    assert kkt_residual(_dense(qp), y).total <= default_tolerance(k)
+    y_ref = PIQPSolver().solve(_dense(qp))
+    assert abs(_objective(qp, y) - _objective(qp, y_ref)) <= 1e-10 * max(1.0, abs(_objective(qp, y_ref)))

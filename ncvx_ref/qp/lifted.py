@@ -607,6 +607,47 @@ def check_structure(qp: BoxQP) -> None:
             raise QPSolverError(f"QP structure `M` must be a finite ({n}, {n}) array.")
 
 
+def merge_duplicate_columns(qp: BoxQP):
+    """Merge variables with identical data (column of ``A``, ``q``, bounds, equality coefficient).
+
+    Such variables enter the QP only through their sum, which ranges over the summed bounds, so
+    the QP with one variable per group is equivalent; an answer ``Y`` of it expands to
+    ``y_j = Y_g / |g|`` for every member ``j`` of group ``g`` (inside every member's box).  This
+    is exact, and it removes the exact singularity of ``Q`` on repeated gradients (the
+    stationarity QP of a problem with linear constraints repeats the same Jacobian for every
+    cached sample).  Returns ``(reduced_qp, expand)`` or ``(qp, None)`` when nothing repeats.
+    """
+    A = qp.A
+    k = qp.size
+    if k < 2:
+        return qp, None
+    rng = np.random.default_rng(12345)  # fixed: the grouping (hence the answer) is reproducible
+    n = A.shape[0]
+    R = rng.standard_normal((2, n))
+    proj = np.asarray(R @ A) if not sp.issparse(A) else np.asarray((A.T @ R.T).T)
+    a = qp.eq_coeffs if qp.eq_coeffs is not None else np.zeros(k)
+    sig = np.vstack([proj, qp.q[None, :], qp.lb[None, :], qp.ub[None, :], a[None, :]]).T
+    _, first, inverse = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if first.size == k:
+        return qp, None
+    rep = first[inverse]  # each variable's representative (first member of its group)
+    diff = (A - A[:, rep]) if sp.issparse(A) else (A - A[:, rep])
+    if (abs(diff).max() if sp.issparse(A) else np.max(np.abs(diff))) != 0.0:
+        return qp, None  # a projection collision: keep the QP as it is
+    counts = np.bincount(inverse)
+    lb = np.bincount(inverse, weights=qp.lb)
+    ub = np.bincount(inverse, weights=qp.ub)
+    reduced = BoxQP(None, qp.q[first], lb, ub,
+                    None if qp.eq_coeffs is None else qp.eq_coeffs[first], qp.eq_rhs, qp.kind,
+                    A=A[:, first], M=qp.M)
+
+    def expand(Y: np.ndarray) -> np.ndarray:
+        return np.clip(Y[inverse] / counts[inverse], qp.lb, qp.ub)
+
+    return reduced, expand
+
+
 def _dense_copy(qp: BoxQP) -> BoxQP:
     """The dense form of a structured QP (``Q = Aᵀ M A`` formed), leaving ``qp`` untouched."""
     return BoxQP(qp.dense_Q(), qp.q, qp.lb, qp.ub, qp.eq_coeffs, qp.eq_rhs, qp.kind)
@@ -661,6 +702,12 @@ class LiftedQPSolver:
         from .solvers import check_qp
         check_qp(qp)
         self.last_polish = None
+        reduced, expand = merge_duplicate_columns(qp)
+        if expand is not None:
+            return expand(self._solve_structured(reduced))
+        return self._solve_structured(qp)
+
+    def _solve_structured(self, qp: BoxQP) -> np.ndarray:
         ops = StructuredOps(qp)
         k = qp.size
         zero = np.zeros(k)
