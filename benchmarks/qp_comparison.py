@@ -16,8 +16,9 @@ Corpora (``--corpus``):
 
 For each QP and solver: wall time of one ``solve`` call, the scaled KKT residual
 (:func:`ncvx_ref.qp.polish.kkt_residual`), failure (exception), and the objective gap to the
-best answer any solver found (relative to ``max(1, |f_best|)``).  Prints one Markdown table per
-(QP kind, size class).
+best answer any solver found (among answers feasible to the certification tolerance), relative to the objective's scale ``S·W`` (see
+:func:`_objective_scale`; the JSON rows also hold ``gap_f``, relative to ``max(1, |f_best|)``).
+Prints one Markdown table per (QP kind, size class).
 
 Usage::
 
@@ -187,10 +188,31 @@ def _objective(qp: BoxQP, y: np.ndarray) -> float:
     return float(0.5 * y @ qp.Q @ y + qp.q @ y)
 
 
-def run(qps: Iterable[tuple[str, BoxQP]], solvers: list[str], repeats: int = 1) -> list[dict]:
+def _objective_scale(qp: BoxQP) -> float:
+    """``S·W``: the size of the objective's terms (``W`` bound scale, ``S = max(|q|, |Q|·W)``).
+
+    Late BFGS matrices make ``|Q|`` reach 1e16: there objective values of two exact answers
+    differ by ~1e3 (rounding of 1e16-sized terms), which relative to ``|f|`` looks like a
+    wrong answer but relative to ``S·W`` is 1e-13, the same scale the KKT residual uses.
+    """
+    w = max(float(np.abs(qp.lb).max()), float(np.abs(qp.ub).max())) or 1.0
+    s = max(float(np.abs(qp.q).max()), float(np.abs(qp.Q).max()) * w) or 1.0
+    return s * w
+
+
+def run(qps: Iterable[tuple[str, BoxQP]], solvers: list[str], repeats: int = 1,
+        progress: int = 0) -> list[dict]:
+    """Solve every QP with every solver; one row per (QP, solver).  ``progress``: report every
+    that many QPs on stderr (0: silent)."""
     instances = {name: get_qp_solver(name) for name in solvers}
     rows = []
-    for source, qp in qps:
+    spent = defaultdict(float)
+    t_start = time.perf_counter()
+    for n_done, (source, qp) in enumerate(qps, 1):
+        if progress and n_done % progress == 0:
+            top = ", ".join(f"{n} {t:.0f}s" for n, t in sorted(spent.items(), key=lambda x: -x[1]))
+            print(f"[{n_done} QPs, {time.perf_counter() - t_start:.0f}s: {top}]", file=sys.stderr,
+                  flush=True)
         answers = {}
         for name, solver in instances.items():
             times = []
@@ -202,17 +224,20 @@ def run(qps: Iterable[tuple[str, BoxQP]], solvers: list[str], repeats: int = 1) 
                 except Exception as exc:  # a failure is a measurement here
                     err = f"{type(exc).__name__}: {exc}"
                 times.append(time.perf_counter() - t0)
+            spent[name] += sum(times)
             outcome = getattr(solver, "last_polish", None)
             fallback = bool(outcome is not None and getattr(outcome, "active_set_iterations", 0))
             answers[name] = (y, err, float(np.median(times)), fallback)
         feasible = [_objective(qp, y) for y, err, _, _ in answers.values()
-                    if y is not None and kkt_residual(qp, y).primal <= 1e-9]
+                    if y is not None and kkt_residual(qp, y).primal <= default_tolerance(qp.size)]
         best = min(feasible) if feasible else np.nan
         for name, (y, err, t, fallback) in answers.items():
             res = kkt_residual(qp, y).total if y is not None else np.inf
-            gap = (_objective(qp, y) - best) / max(1.0, abs(best)) if y is not None else np.inf
+            diff = _objective(qp, y) - best if y is not None else np.inf
+            gap = diff / _objective_scale(qp)
+            gap_f = diff / max(1.0, abs(best))
             rows.append(dict(source=source, kind=qp.kind, k=qp.size, solver=name, time=t,
-                             kkt=res, gap=gap, failed=err is not None, error=err,
+                             kkt=res, gap=gap, gap_f=gap_f, failed=err is not None, error=err,
                              exact=bool(y is not None and res <= default_tolerance(qp.size)),
                              fallback=fallback))
     return rows
@@ -267,6 +292,10 @@ def main(argv=None) -> None:
     ap.add_argument("--max-per-case", type=int, default=15)
     ap.add_argument("--cases", nargs="*", default=())
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--k-range", type=int, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="only QPs with LO <= k <= HI")
+    ap.add_argument("--every", type=int, default=1, help="only every N-th QP of the corpus")
+    ap.add_argument("--progress", type=int, default=0, help="report every N QPs on stderr")
     ap.add_argument("--json", help="also write the per-QP rows to this JSON file")
     args = ap.parse_args(argv)
     if args.corpus == "reference":
@@ -275,7 +304,12 @@ def main(argv=None) -> None:
         qps = svm_qps()
     else:
         qps = corpus_qps(args.corpus)
-    rows = run(qps, args.solvers, args.repeats)
+    if args.k_range:
+        lo, hi = args.k_range
+        qps = ((src, qp) for src, qp in qps if lo <= qp.size <= hi)
+    if args.every > 1:
+        qps = (item for i, item in enumerate(qps) if i % args.every == 0)
+    rows = run(qps, args.solvers, args.repeats, args.progress)
     print(summarize(rows))
     fails = [r for r in rows if r["failed"]]
     for r in fails[:20]:

@@ -7,6 +7,8 @@ columns nearly coincide; box bounds ``[-1, 1]`` / ``[0, 1]`` (steering) or ``[0,
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -405,6 +407,42 @@ def test_active_set_iteration_cap_is_respected():
     out = active_set_solve(qp, np.zeros(30), max_iter=2)
     assert out.iterations == 2 and out.status == "max_iter" and not out.certified
     assert np.all(out.y >= qp.lb) and np.all(out.y <= qp.ub)  # feasible whatever the status
+
+
+# -- the QP corpus of real runs (benchmarks/collect_qps.py) -------------------------------------
+def test_thinning_recorder_keeps_an_even_sample_of_a_long_run():
+    """Of 1000 QPs at most ``2·cap`` records are held; the selection spans the whole run."""
+    from benchmarks.collect_qps import ThinningRecorder
+
+    rec = ThinningRecorder("daqp", cap=10)
+    for i in range(1000):
+        y = rec.solve(BoxQP(np.eye(2), np.array([-0.5, 0.001 * i]), np.zeros(2), np.ones(2)))
+        assert y.tolist() == [0.5, 0.0]
+        assert len(rec.kept) <= 20
+    calls = [c for c, _, _ in rec.selection()]
+    assert len(calls) == 10 and calls == sorted(calls) and calls[0] == 0 and calls[-1] >= 900
+    assert rec.calls == 1000 and rec.rec.records == []  # the inner recorder holds nothing
+    # A byte budget smaller than the kept QPs thins the selection further (evenly again).
+    rec.budget = 5 * 8.0 * 4
+    calls = [c for c, _, _ in rec.selection()]
+    assert len(calls) == 5 and calls[0] == 0 and calls[-1] >= 900
+
+
+def test_collect_qps_records_a_reference_run(tmp_path):
+    """One short reference case through ``ncvx_ref.solve``: its QPs are saved and load back."""
+    from benchmarks.collect_qps import main
+    from ncvx_ref.conformance.cases import case_paths
+
+    if not any(p.stem == "rosenbrock_n2_maxit15" for p in case_paths()):
+        pytest.skip("the GRANSO reference set is not available")
+    out = tmp_path / "corpus"
+    main(["--out", str(out), "--max-per-case", "5", "-k", "rosenbrock_n2_maxit15"])
+    records = load_qp_corpus(out.with_suffix(".npz"))
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert len(records) == 5 == len(meta["qps"])
+    assert meta["cases"][0]["qp_calls"] >= 5 and meta["cases"][0]["termination_code"] == 4
+    assert all(r.y is not None and r.qp.kind == "stationarity" for r in records)
+    assert all(q["case"] == "rosenbrock_n2_maxit15" for q in meta["qps"])
 
 
 # -- reproducibility ---------------------------------------------------------------------------

@@ -580,7 +580,10 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
             a_f = None if a is None else a[idx]
             Q_ff = Q[np.ix_(idx, idx)]
             r_eq = 0.0 if a is None else float(np.dot(a, y)) - qp.eq_rhs
-            d, lam_new, flat = _ReducedKKT(Q_ff, a_f).step(g[idx], r_eq)
+            kkt = _ReducedKKT(Q_ff, a_f)
+            if kkt.eig is not None:
+                work += 8.0 * float(idx.size) ** 3  # an eigendecomposition costs ~9 Cholesky
+            d, lam_new, flat = kkt.step(g[idx], r_eq)
             if not (np.all(np.isfinite(d)) and np.isfinite(lam_new)):
                 status = "numerical"
                 break
