@@ -69,7 +69,8 @@ def run_ncvx(fun, x0, qp_solver, maxit: int, f_ref, max_seconds: float) -> dict:
     return {"iters": res.iters, "wall_s": wall, "per_iter_s": per_iter,
             "median_iter_s": statistics.median(per_iter) if per_iter else math.nan,
             "f_final": float(res.final.f), "termination": int(res.termination_code),
-            "time_to_target_s": hit[0], "qp_failure_rate": res.quadprog_failure_rate}
+            "time_to_target_s": hit[0], "qp_failure_rate": res.quadprog_failure_rate,
+            "dense_fallbacks": getattr(qp_solver, "dense_fallbacks", None)}
 
 
 def run_slsqp(fun, x0, f_ref, maxit: int = 1000) -> dict:
@@ -150,7 +151,9 @@ def main(argv=None) -> dict:
         r = rows[0]
         print(f"ncvx_ref (lifted) to 1e-6: {med(rows, 'time_to_target_s')} s; run: {r['iters']} "
               f"iterations, {r['wall_s']:.1f} s, f={r['f_final']:.10g}, code {r['termination']}, "
-              f"median {r['median_iter_s']:.3f} s/iteration", flush=True)
+              f"median {r['median_iter_s']:.3f} s/iteration, mean "
+              f"{statistics.fmean(r['per_iter_s']) if r['per_iter_s'] else math.nan:.3f}, "
+              f"dense fallbacks {r['dense_fallbacks']}", flush=True)
         rows = [run_slsqp(fun, x0, f_ref) for _ in range(args.repeats)]
         out["runs"]["slsqp"] = {"median_time_to_target_s": med(rows, "time_to_target_s"),
                                 "median_wall_s": med(rows, "wall_s"), "rows": rows}

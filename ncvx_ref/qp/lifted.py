@@ -3,8 +3,9 @@
 When the method's QPs have many more variables than the problem has (``k`` constraints or
 cached gradients, ``k > n``), ``Q = Aᵀ M A`` (``A`` the ``n x k`` gradients, ``M`` the ``n x n``
 metric) has rank at most ``n`` and forming it costs ``k²n``.  This module solves the QP
-(see :class:`~ncvx_ref.qp.interface.BoxQP`, structured form) in two stages:
+(see :class:`~ncvx_ref.qp.interface.BoxQP`, structured form) in these steps:
 
+0. **Merging** (:func:`merge_duplicate_columns`): variables with identical data are merged (exact).
 1. **Interior point** (:func:`interior_point`): a primal-dual Mehrotra predictor-corrector on
    the box QP with every Newton system ``(Q + D) x = r`` (``D`` diagonal, from the barrier)
    solved by the Woodbury identity through the ``n x n`` matrix ``K = M⁻¹ + A D⁻¹ Aᵀ``
@@ -16,6 +17,8 @@ metric) has rank at most ``n`` and forming it costs ``k²n``.  This module solve
    repair the active set), with ``Q`` products evaluated as ``Aᵀ(M(Av))`` and ``Q`` formed only
    on the free set; certified by the same scaled KKT residual as the dense path
    (:func:`kkt_residual_structured`, equal to :func:`~ncvx_ref.qp.polish.kkt_residual`).
+3. **Dense fallback**: a QP the lifted path cannot certify (nearly singular ``M``) is solved
+   densely, ``Q`` formed once.
 
 :func:`wants_structure` is the size rule the QP builders (steering, stationarity) ask before
 building a structured QP.  See ``docs/large_qps.md`` for the measurements behind it.
@@ -34,8 +37,9 @@ from .interface import BoxQP, QPSolverError
 from .polish import (KKTResidual, PolishOutcome, _ReducedKKT, _candidate_active_sets,
                      default_tolerance, estimate_eq_multiplier)
 
-__all__ = ["LiftedQPSolver", "StructuredOps", "interior_point", "polish_structured",
-           "kkt_residual_structured", "wants_structure", "LIFTED_MIN_K", "host_gradients"]
+__all__ = ["LiftedQPSolver", "StructuredOps", "interior_point", "interior_point_stages",
+           "polish_structured", "kkt_residual_structured", "merge_duplicate_columns",
+           "check_structure", "wants_structure", "host_gradients", "host_metric", "LIFTED_MIN_K"]
 
 #: structured QPs only from this many QP variables on (and only when ``k > n``): below it the
 #: dense path is fast, and the small reference problems keep their exact dense arithmetic.
