@@ -392,6 +392,7 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
     status = "max iterations"
     ok = False
     stalls = 0
+    best_merit = np.inf
     for it in range(max_iter):
         g = Qt(t) + qt
         rd = g - z1 + z2 + (lam * at if at is not None else 0.0)
@@ -404,6 +405,11 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
             if not tols:
                 return
             continue
+        merit = max(float(np.max(np.abs(rd))), abs(re), mu)
+        best_merit = min(best_merit, merit)
+        if merit > 1e6 * best_merit:  # diverging (inaccurate Newton solves): give up early
+            status = f"diverged at iteration {it} (residual {merit:.1e})"
+            break
         D = z1 / s1 + z2 / s2
         try:
             ns = _NewtonSolver(cols, Minv, Minv_scalar, D, Qt)
