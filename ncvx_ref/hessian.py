@@ -58,6 +58,11 @@ class BFGSInverseHessian:
         self.counts = _Counters()
 
     @property
+    def identity_scale(self) -> Optional[float]:
+        """``γ`` while ``H`` is still the scaled identity ``γ I`` (nothing ``n x n`` formed), else None."""
+        return self._gamma_identity if self._H is None else None
+
+    @property
     def dense(self) -> Array:
         """``H`` as a dense ``n x n`` array (materializes a scaled identity)."""
         if self._H is None:

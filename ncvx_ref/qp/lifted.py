@@ -781,8 +781,8 @@ def host_metric(apply_M: Callable, n: int, backend) -> Tuple[bool, Any]:
     if isinstance(owner, LBFGSInverseHessian):
         return False, None
     if isinstance(owner, BFGSInverseHessian):
-        if getattr(owner, "_H", None) is None and getattr(owner, "_gamma_identity", None):
-            return True, float(owner._gamma_identity)
+        if owner.identity_scale is not None:
+            return True, float(owner.identity_scale)
         return True, to_host(owner.dense)
     if n > _PROBE_MAX_N:
         return False, None
