@@ -5,8 +5,6 @@ import dataclasses
 import warnings
 from typing import Any, Callable, Optional
 
-import array_api_compat as aac
-
 from .backend import Backend
 from .evaluator import PenaltyEvaluator, ProblemDefinitionError
 from .history import HistoryRecorder, IterationState

@@ -98,6 +98,24 @@ def stationarity(pt: PenaltyPoint, cache: NeighbourhoodCache, apply_Hqp: Callabl
     return StationarityResult(vec, backend.norm(vec), n_qp, len(samples))
 
 
+def _qp_vectors(pt: PenaltyPoint, l: int):
+    """``q``, bounds, equality row and ``mu`` of the stationarity QP with ``l`` samples (§10.3).
+
+    Variables: all equality blocks, then the ``l`` objective weights, then all inequality
+    blocks; ``c_E``, ``c_I``, ``f`` and ``mu`` are the current point's, repeated per sample.
+    """
+    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
+    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    ce = to_host(pt.ce) if m_e else np.zeros(0)
+    ci = to_host(pt.ci) if m_i else np.zeros(0)
+    mu = pt.mu
+    q = -np.concatenate([np.tile(ce, l), np.full(l, pt.f), np.tile(ci, l)])
+    lb = np.concatenate([-np.ones(l * m_e), np.zeros(l), np.zeros(l * m_i)])
+    ub = np.concatenate([np.ones(l * m_e), np.full(l, mu), np.ones(l * m_i)])
+    eq = np.concatenate([np.zeros(l * m_e), np.ones(l), np.zeros(l * m_i)])
+    return q, lb, ub, eq, mu
+
+
 def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, qp_solver,
                     backend: Backend):
     """§10.3: build A, Q, q and the bounds; solve with fallbacks; ``d = −(H_QP A) y``."""
@@ -117,15 +135,7 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
     HA = apply_Hqp(A)
     Q = to_host(A.T @ HA)
     Q = (Q + Q.T) / 2
-    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
-    ce = to_host(pt.ce) if m_e else np.zeros(0)
-    ci = to_host(pt.ci) if m_i else np.zeros(0)
-    mu = pt.mu
-    q = -np.concatenate([np.tile(ce, l), np.full(l, pt.f), np.tile(ci, l)])
-    lb = np.concatenate([-np.ones(l * m_e), np.zeros(l), np.zeros(l * m_i)])
-    ub = np.concatenate([np.ones(l * m_e), np.full(l, mu), np.ones(l * m_i)])
-    eq = np.concatenate([np.zeros(l * m_e), np.ones(l), np.zeros(l * m_i)])
+    q, lb, ub, eq, mu = _qp_vectors(pt, l)
 
     def attempt(Qk):
         return qp_solver.solve(BoxQP(Qk, q, lb, ub, eq_coeffs=eq, eq_rhs=mu, kind="stationarity"))
@@ -156,19 +166,11 @@ def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], 
     of ``Q`` (so ``Q`` is PSD).  ``d = −H_QP (A y)``, the same vector as ``−(H_QP A) y``.
     """
     l = len(samples)
-    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
     host = [to_host(s.ce_grad) for s in samples if s.ce_grad is not None]
     host += [np.stack([to_host(s.f_grad) for s in samples], axis=1)]
     host += [to_host(s.ci_grad) for s in samples if s.ci_grad is not None]
     A = host_gradients(host)
-    ce = to_host(pt.ce) if m_e else np.zeros(0)
-    ci = to_host(pt.ci) if m_i else np.zeros(0)
-    mu = pt.mu
-    q = -np.concatenate([np.tile(ce, l), np.full(l, pt.f), np.tile(ci, l)])
-    lb = np.concatenate([-np.ones(l * m_e), np.zeros(l), np.zeros(l * m_i)])
-    ub = np.concatenate([np.ones(l * m_e), np.full(l, mu), np.ones(l * m_i)])
-    eq = np.concatenate([np.zeros(l * m_e), np.ones(l), np.zeros(l * m_i)])
+    q, lb, ub, eq, mu = _qp_vectors(pt, l)
 
     def clipped_M():
         if M is None or np.ndim(M) == 0:
@@ -183,6 +185,8 @@ def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], 
         except (QPSolverError, np.linalg.LinAlgError):
             continue
         y = backend.from_host(y)
+        m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
+        m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
         Ay = _combine(samples, y, m_e, m_i, backend)
         return -apply_Hqp(Ay), n_qp
     return backend.full((int(pt.x.shape[0]),), math.inf), 4
