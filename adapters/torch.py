@@ -24,7 +24,6 @@ in ``max``/``amax`` share the gradient).
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 

@@ -7,7 +7,7 @@ see :mod:`ncvx_ref.conformance.compare` for what is compared and with which tole
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import array_api_compat as aac
 
 from ..evaluation import Evaluation
