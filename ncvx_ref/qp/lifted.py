@@ -36,6 +36,7 @@ import scipy.sparse.linalg as spla
 from .interface import BoxQP, QPSolverError
 from .polish import (KKTResidual, PolishOutcome, _ReducedKKT, _candidate_active_sets,
                      default_tolerance, estimate_eq_multiplier)
+from .polish import _line_step as _dense_line_step
 
 __all__ = ["LiftedQPSolver", "StructuredOps", "interior_point", "interior_point_stages",
            "polish_structured", "kkt_residual_structured", "merge_duplicate_columns",
@@ -561,39 +562,8 @@ def _rounds(qp: BoxQP, ops: StructuredOps, y_start: np.ndarray, lam: float, at_l
 
 
 def _line_step(qp: BoxQP, ops: StructuredOps, y, z, p, idx, w: float):
-    """The dense polishing's line step along ``p`` (default: projected steepest descent)."""
-    a = qp.eq_coeffs
-    lb, ub = qp.lb, qp.ub
-    if p is None:
-        p = np.zeros_like(y)
-        p[idx] = -z[idx]
-        if a is not None:
-            a_f = a[idx]
-            aa = float(np.dot(a_f, a_f))
-            if aa > 0.0:
-                p[idx] += (float(np.dot(a_f, z[idx])) / aa) * a_f
-    slope = float(np.dot(z, p))
-    if not slope < 0.0:
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_lb = np.where(p < 0.0, (lb - y) / p, np.inf)
-        t_ub = np.where(p > 0.0, (ub - y) / p, np.inf)
-    t_max = float(min(np.min(t_lb), np.min(t_ub)))
-    curv = ops.quad(p)
-    if curv > 0.0 and -slope / curv < t_max:
-        step = (-slope / curv) * p
-        if np.max(np.abs(step)) <= _EPS * w:
-            return None
-        none = np.zeros(y.shape, dtype=bool)
-        return y + step, none, none
-    if not np.isfinite(t_max):
-        return None
-    y = y + t_max * p
-    new_lb = t_lb <= t_max
-    new_ub = t_ub <= t_max
-    y[new_lb] = lb[new_lb]
-    y[new_ub] = ub[new_ub]
-    return y, new_lb, new_ub
+    """The dense polishing's line step along ``p``, with ``pᵀQp`` from the structure."""
+    return _dense_line_step(qp, y, z, p, idx, qp.lb, qp.ub, w, quad=ops.quad)
 
 
 # ------------------------------------------------------------------------------------ solver

@@ -21,7 +21,7 @@ KKT conditions, with ``z = Qy + q + λa``: ``lb <= y <= ub``, ``a·y = b``, ``z_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from scipy.linalg.lapack import dpotrf as _potrf, dpotrs as _potrs
@@ -413,11 +413,13 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: KKTResidual, l
 
 
 def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],
-               idx: np.ndarray, lb: np.ndarray, ub: np.ndarray, w: float):
+               idx: np.ndarray, lb: np.ndarray, ub: np.ndarray, w: float,
+               quad: Optional[Callable[[np.ndarray], float]] = None):
     """Step along ``p`` (default: steepest descent on the free variables, keeping ``a·y``).
 
     Returns ``(y, newly_at_lb, newly_at_ub)`` (the step stops early at the exact minimizer
     along the direction when that comes first), or None when there is no descent direction.
+    ``quad(p) = pᵀQp`` (default: with the dense ``qp.Q``; the lifted path passes its own).
     """
     a = qp.eq_coeffs
     if p is None:
@@ -435,7 +437,7 @@ def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],
         t_lb = np.where(p < 0.0, (lb - y) / p, np.inf)
         t_ub = np.where(p > 0.0, (ub - y) / p, np.inf)
     t_max = float(min(np.min(t_lb), np.min(t_ub)))
-    curv = float(p @ (qp.Q @ p))
+    curv = float(quad(p)) if quad is not None else float(p @ (qp.Q @ p))
     if curv > 0.0 and -slope / curv < t_max:  # the exact minimizer along p comes first
         step = (-slope / curv) * p
         if np.max(np.abs(step)) <= _EPS * w:
