@@ -59,7 +59,6 @@ def _check_at_x0(ev: Evaluation, n: int, backend: Backend) -> Evaluation:
     if not math.isfinite(f_val):
         raise ProblemDefinitionError(f"the objective at x0 is not finite ({f_val}); start from a point where "
                                      "f and the constraints are finite")
-    grads = {"f_grad": ev.f_grad}
     fields = {"f": f_val, "f_grad": _vector(ev.f_grad, n, "f_grad", backend)}
     for name in ("ci", "ce"):
         val, jac = getattr(ev, name), getattr(ev, name + "_grad")
@@ -82,7 +81,6 @@ def _check_at_x0(ev: Evaluation, n: int, backend: Backend) -> Evaluation:
                                          f"({n}, {m}){hint}")
         _check_array(jac, name + "_grad", backend)
         fields[name], fields[name + "_grad"] = v, jac
-        grads[name + "_grad"] = jac
     for key, a in fields.items():
         if key != "f" and a is not None and not backend.all_finite(a):
             raise ProblemDefinitionError(f"{key} at x0 contains NaN or Inf; start from a point where the "
@@ -95,7 +93,7 @@ def _check_array(a, name: str, backend: Backend) -> None:
         xp = aac.array_namespace(a)
     except TypeError as exc:
         raise ProblemDefinitionError(f"{name} is not an array ({type(a).__name__})") from exc
-    if xp is not backend.xp and aac.array_namespace(backend.zeros(0)) is not xp:
+    if xp is not backend.xp:
         raise ProblemDefinitionError(
             f"{name} is a {xp.__name__} array but x0 is a {backend.xp.__name__} array: return arrays of "
             "x's namespace (use an adapter from ncvx_ref.adapters to convert)")

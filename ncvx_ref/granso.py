@@ -84,14 +84,17 @@ class _GransoFunctions:
         self.b, self.n = backend, n
         self.combined, self.obj, self.ineq, self.eq = combined, obj, ineq, eq
 
+    def _array(self, v):
+        """An array of the run's namespace: lists, scalars and NumPy data are converted (empty -> None)."""
+        if hasattr(v, "shape") and not isinstance(v, np.ndarray):
+            return v
+        a = np.asarray(v, dtype=np.float64)
+        return None if a.size == 0 else self.b.asarray(a)
+
     def _vec(self, v):
-        if v is None:
+        a = None if v is None else self._array(v)
+        if a is None:
             return None
-        a = v if hasattr(v, "shape") and not isinstance(v, np.ndarray) else np.asarray(v, dtype=np.float64)
-        if isinstance(a, np.ndarray):
-            if a.size == 0:
-                return None
-            a = self.b.asarray(a)
         if len(a.shape) == 0:
             return self.b.xp.reshape(a, (1,))
         return self.b.xp.reshape(a, (-1,)) if len(a.shape) == 2 and 1 in a.shape else a
@@ -99,10 +102,8 @@ class _GransoFunctions:
     def _jac(self, J, m: Optional[int]):
         if J is None or m is None:
             return None
-        a = J if hasattr(J, "shape") and not isinstance(J, np.ndarray) else np.asarray(J, dtype=np.float64)
-        if isinstance(a, np.ndarray):
-            a = self.b.asarray(a)
-        if len(a.shape) == 1 and m == 1:
+        a = self._array(J)
+        if a is not None and len(a.shape) == 1 and m == 1:
             a = self.b.xp.reshape(a, (self.n, 1))
         return a
 

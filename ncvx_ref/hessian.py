@@ -166,7 +166,6 @@ class LBFGSInverseHessian:
             self._load(warm_start)
 
     def _load(self, ws: dict) -> None:
-        xp = self._b.xp
         S, Y = self._b.asarray(ws["S"]), self._b.asarray(ws["Y"])
         rho = [float(r) for r in _flat_list(ws["rho"])]
         c = min(int(S.shape[1]), self.m)
@@ -174,14 +173,12 @@ class LBFGSInverseHessian:
         self._Y = [Y[:, j] for j in range(c)]
         self._rho = rho[:c]
         self.gamma = float(ws["gamma"])
-        del xp
 
     @property
     def pairs(self) -> int:
         return len(self._S)
 
     def apply(self, V: Array) -> Array:
-        xp = self._b.xp
         vector = len(V.shape) == 1
         Q = V[:, None] if vector else V
         alphas = []
@@ -193,7 +190,6 @@ class LBFGSInverseHessian:
         for s, y, rho, a in zip(self._S, self._Y, self._rho, reversed(alphas)):
             beta = rho * (y @ R)
             R = R + s[:, None] * (a - beta)[None, :]
-        del xp
         return R[:, 0] if vector else R
 
     def update(self, s: Array, y: Array, sty: float, damped: bool) -> int:
