@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 from . import check_case
 from .cases import case_paths, load_case
-from .compare import CHECKS, EXPLAINED, HISTORY_K, TARGETS, TRAJECTORY_RTOL, summarize
+from .compare import CHECKS, EXPLAINED, HISTORY_K, TARGETS, TIE_RTOL, TRAJECTORY_RTOL, summarize
 
 
 def _fmt(v: float) -> str:
@@ -29,8 +29,11 @@ def _row_line(r) -> str:
     note = ",".join(r.failed) if r.failed else ""
     if r.error:
         note = r.error[:60]
+    tie = "-" if r.tie_at is None else str(r.tie_at)
+    prefix = ("-" if r.error else f"{'ok' if r.prefix_ok else 'NO'} 0..{r.prefix_end}"
+              if r.prefix_end >= 0 else "ok (empty)")
     return (f"{r.id:30s} {r.family:21s} {code:>6s} {iters:>10s} {_fmt(r.f_diff):>8s} {viol:>17s} "
-            f"{str(r.departure):>22s} {r.seconds:6.1f}s  {r.status:9s} {note}")
+            f"{str(r.departure):>22s} {tie:>6s} {prefix:>10s} {r.seconds:6.1f}s  {r.status:9s} {note}")
 
 
 def main(argv=None) -> int:
@@ -48,8 +51,9 @@ def main(argv=None) -> int:
         print(f"no reference cases found under {args.path or 'the default reference folder'}", file=sys.stderr)
         return 2
     print(f"{'case':30s} {'family':21s} {'code':>6s} {'iters':>10s} {'f rel':>8s} {'violation':>17s} "
-          f"{'first departure':>22s} {'time':>7s}  status    failed checks")
-    print(f"{'':30s} {'':21s} {'G/ours':>6s} {'G/ours':>10s} {'':>8s} {'G/ours':>17s}")
+          f"{'first departure':>22s} {'tie at':>6s} {'tie-free':>10s} {'time':>7s}  status    failed checks")
+    print(f"{'':30s} {'':21s} {'G/ours':>6s} {'G/ours':>10s} {'':>8s} {'G/ours':>17s} {'':>22s} "
+          f"{'':>6s} {'prefix':>10s}")
     rows = []
     for p in paths:
         row = check_case(load_case(p), qp_solver=args.qp_solver)
@@ -68,6 +72,17 @@ def main(argv=None) -> int:
     print(f"final f within tolerance:          {fr['final_f']:.1%}  (target >= {TARGETS['final_f']:.0%})")
     print(f"first {HISTORY_K} iterations to {TRAJECTORY_RTOL:g} (smooth families, {s['smooth_cases']} cases): "
           f"{fr['trajectory_smooth']:.1%}  (target >= {TARGETS['trajectory_smooth']:.0%})")
+    t = s["ties"]
+    print(f"rounding-level ties (ALGORITHM.md 19.19; tie: |v| <= {TIE_RTOL:g} x the magnitude of its terms):")
+    print(f"  tie-free prefix (iterations 0..min({HISTORY_K}, tie_at - 1)) agrees to {TRAJECTORY_RTOL:g}: "
+          f"{t['prefix_all']}/{s['cases']} cases, {t['prefix_smooth']}/{s['smooth_cases']} smooth")
+    print(f"  cases without a tie in iterations 0..{HISTORY_K}: {t['no_tie_in_first_k']}/{s['cases']}; "
+          f"departing runs that depart at or after a tie: {t['departed_at_or_after_tie']}/{t['departed']}")
+    print(f"  ties named in compare.EXPLAINED confirmed by the detector: "
+          f"{t['explained_ties_confirmed']}/{t['explained_ties']}")
+    for r in rows:
+        if r.explained_tie not in (None, "confirmed"):
+            print(f"note: {r.id}: explained tie not confirmed: {r.explained_tie}")
     stale = [(r.id, c) for r in rows for c in r.stale_explanations]
     for cid, c in stale:
         print(f"note: {cid}: check '{c}' now passes; remove its entry from compare.EXPLAINED "

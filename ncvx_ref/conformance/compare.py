@@ -33,6 +33,28 @@ Checks made for each case (names used in reports, tests and ``EXPLAINED``):
 
 :func:`first_departure` gives the first iteration at which any of the five quantities departs
 by more than ``TRAJECTORY_RTOL``, over the whole common length of the runs.
+
+Rounding-level ties (ALGORITHM.md §19.19; the detector is :mod:`ncvx_ref.conformance.ties`)
+are reported next to the checks, not instead of them:
+
+``tie_at``
+    The first iteration k at which GRANSO's or our stored iterate has a sign-deciding value
+    (a constraint value ``ci``/``ce``, or a kink argument of the family) with
+    ``|v| <= TIE_RTOL * S(v)``, where S(v) = sum_j |dv/dx_j| (|x_{k-1,j}| + |x_{k,j} - x_{k-1,j}|)
+    is the magnitude of the terms v is computed from (x_k = x_{k-1} + alpha d), propagated
+    to v; S > 0 is required (a value computed from exact zeros only is exact everywhere).
+    ``TIE_RTOL = TRAJECTORY_RTOL * TRAJECTORY_FLOOR = 1e-14`` (45 ulps of S) is the rounding
+    level this module already uses for quantities that cancel: the iterates of two correct
+    implementations agree to about that before the first tie (the QP answers differ in their
+    last bits; the dot-product error bound is n eps S with n up to 40 here), so a value
+    nearer 0 than that can have either sign in either run, and one farther away cannot.
+    Iterations after the first departure are not scanned (no later tie can explain it); when
+    the runs never depart, iterations 0..HISTORY_K are.
+``prefix``
+    The tie-free prefix: x, f, tv, mu and stat_val agree to ``TRAJECTORY_RTOL`` on iterations
+    0..min(HISTORY_K, tie_at - 1) (the ``trajectory`` check cut at the first tie).  The tie
+    iterate itself is excluded: its stat_val uses the tied sign decision, and a tie met by a
+    line-search trial point (hs035_default) already makes the iterate differ.
 """
 from __future__ import annotations
 
@@ -50,6 +72,8 @@ TRAJECTORY_RTOL = 1e-8
 #: it is computed from (e.g. c = Ax - b with |Ax| ~ |b|), not by its own tiny size.
 TRAJECTORY_FLOOR = 1e-6
 HISTORY_K = 10
+#: A sign-deciding value within TIE_RTOL * S(v) of 0 is a rounding-level tie (see above).
+TIE_RTOL = TRAJECTORY_RTOL * TRAJECTORY_FLOOR
 FINAL_F_RTOL = 1e-6
 FINAL_F_FLOOR = 1e-8
 
@@ -62,6 +86,22 @@ SMOOTH_FAMILIES = frozenset({"rosenbrock", "qp_ineq", "sphere_eig", "hock_schitt
 
 #: Targets of issue 3, as fractions of cases.
 TARGETS = {"code": 0.95, "final_f": 0.95, "trajectory_smooth": 0.80}
+
+#: Explanations in EXPLAINED that name a rounding-level tie: case id -> the iteration of the
+#: tie (an iterate's sign decision, or a line-search trial point that became the iterate of
+#: that index in one of the runs).  The tie detector must find a tie at that iteration.
+EXPLAINED_TIES: Dict[str, int] = {
+    'hs035_default': 7, 'hs035_mu10': 14, 'hs035_nobracket_opttol1e-10': 7,
+    'l1box_n10_m20_default': 11, 'l1box_n10_m20_mu0.01': 4, 'l1box_n20_m30_default': 15,
+    'l1box_n20_m30_lbfgs10': 10, 'l1box_n20_m30_nobracket': 15,
+    'nsrosen_max_default': 9, 'nsrosen_max_nobracket': 9, 'nsrosen_max_fvalquit': 9,
+    'nsrosen_max_mu0.01': 17, 'nsrosen_split_lbfgs5': 34,
+    'qp_n10_m5_default': 10, 'qp_n10_m5_lbfgs5': 2, 'qp_n10_m5_mu0.01': 1,
+    'qp_n20_m10_default': 1, 'qp_n20_m10_maxit15': 1, 'qp_n20_m10_nobracket': 1,
+    'qp_n30_m20_default': 1,
+    'svm_N40_d5_default': 1, 'svm_N40_d5_lbfgs10': 1, 'svm_N40_d5_maxit15': 1,
+    'svm_N40_d5_mu0.01': 1, 'svm_N40_d5_opttol1e-6': 1,
+}
 
 #: case id -> {check: short explanation}; the full investigation is in docs/conformance.md.
 #: A listed check that fails is reported as "explained" (pytest: xfail) instead of a failure.
@@ -256,6 +296,12 @@ class CaseComparison:
     checks: Dict[str, bool] = field(default_factory=dict)
     error: Optional[str] = None
     seconds: float = 0.0
+    tie_at: Optional[int] = None        # first rounding-level tie (None: none up to tie_scanned)
+    tie: str = ""                        # what the first tie is (value, ulps, run)
+    tie_scanned: int = -1               # last iteration scanned for ties
+    prefix_end: int = -1                # last iteration of the tie-free prefix (-1: empty)
+    prefix_ok: bool = False             # the trajectory agrees on iterations 0..prefix_end
+    explained_tie: Optional[str] = None  # EXPLAINED_TIES check: None (no tie claimed), "confirmed" or why not
 
     @property
     def failed(self) -> List[str]:
@@ -311,7 +357,39 @@ def compare_case(case: Dict[str, Any], result: Any, seconds: float = 0.0) -> Cas
     row.checks = {"code": row.code == row.code_ref, "iters": row.iters == row.iters_ref,
                   "final_f": f_ok, "final_violation": viol_ok, "best": best_ok,
                   "trajectory": traj_ok}
+    _add_ties(row, case, result.history)
     return row
+
+
+def _add_ties(row: CaseComparison, case: Dict[str, Any], history: Sequence[Any]) -> None:
+    """Fill the tie columns of ``row``: first tie, tie-free prefix, EXPLAINED_TIES check."""
+    from .. import problems
+    from .ties import first_tie, our_iterate, reference_iterate, ties_at
+
+    prob = problems.from_case(case)
+    n_common = min(len(case["history"]["x"]), len(history))
+    dep = row.departure.iteration
+    row.tie_scanned = min(n_common - 1, HISTORY_K if dep is None else dep)
+    found = first_tie(case, history, upto=row.tie_scanned, prob=prob)
+    if found:
+        row.tie_at = found[0].iteration
+        row.tie = str(min(found, key=lambda t: t.ulps)) + (f" (+{len(found) - 1} more)" if len(found) > 1 else "")
+    k_needed = min(HISTORY_K, len(case["history"]["x"]) - 1)
+    row.prefix_end = k_needed if row.tie_at is None else min(k_needed, row.tie_at - 1)
+    row.prefix_ok = dep is None or dep > row.prefix_end
+    j = EXPLAINED_TIES.get(row.id)
+    if j is not None:
+        at_j = []
+        if j < len(case["history"]["x"]):
+            at_j += ties_at(prob, *reference_iterate(case, j), j, "GRANSO")
+        if j < len(history):
+            at_j += ties_at(prob, *our_iterate(history, j), j, "ours")
+        if not at_j:
+            row.explained_tie = f"no tie detected at the explained iteration {j}"
+        elif dep is not None and dep < j:
+            row.explained_tie = f"the runs depart at {dep}, before the explained tie at {j}"
+        else:
+            row.explained_tie = "confirmed"
 
 
 def failed_row(case: Dict[str, Any], error: BaseException, seconds: float = 0.0) -> CaseComparison:
@@ -343,6 +421,18 @@ def summarize(rows: Sequence[CaseComparison]) -> Dict[str, Any]:
         "trajectory_smooth": (sum(r.checks.get("trajectory", False) for r in smooth) / len(smooth)
                               if smooth else math.nan),
     }
+    departed = [r for r in rows if r.error is None and r.departure.iteration is not None]
+    ties = {   # next to the issue's targets, not replacing them
+        "prefix_all": sum(r.prefix_ok for r in rows),
+        "prefix_smooth": sum(r.prefix_ok for r in smooth),
+        "no_tie_in_first_k": sum(r.error is None and (r.tie_at is None or r.tie_at > HISTORY_K)
+                                 for r in rows),
+        "departed": len(departed),
+        "departed_at_or_after_tie": sum(r.tie_at is not None and r.tie_at <= r.departure.iteration
+                                        for r in departed),
+        "explained_ties": sum(r.explained_tie is not None for r in rows),
+        "explained_ties_confirmed": sum(r.explained_tie == "confirmed" for r in rows),
+    }
     return {"families": fams, "fractions": frac,
             "targets_met": {k: frac[k] >= TARGETS[k] for k in TARGETS},
-            "cases": n, "smooth_cases": len(smooth)}
+            "cases": n, "smooth_cases": len(smooth), "ties": ties}
