@@ -473,16 +473,13 @@ def polish_structured(qp: BoxQP, y0: np.ndarray, ops: Optional[StructuredOps] = 
     if res0.total == 0.0:
         return PolishOutcome(y0, True, res0, res0, 0)
     w, s = _scales(qp, ops)
-    a = qp.eq_coeffs
     yc = np.clip(y0, qp.lb, qp.ub)
     g0 = ops.Qv(yc) + qp.q
     lam0 = estimate_eq_multiplier(qp, yc, g0)
-    if a is not None:
-        g0 = g0 + lam0 * a
     best: Optional[tuple] = None
     seen: set = set()
     rounds_total = 0
-    for at_lb, at_ub in _candidate_active_sets(qp, yc, g0, w, s):
+    for at_lb, at_ub in _candidate_active_sets(qp, yc, g0, lam0, w, s):
         key = np.packbits(at_lb).tobytes() + np.packbits(at_ub).tobytes()
         if key in seen:
             continue

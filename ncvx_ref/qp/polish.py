@@ -20,8 +20,9 @@ KKT conditions, with ``z = Qy + q + λa``: ``lb <= y <= ub``, ``a·y = b``, ``z_
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 from scipy.linalg.lapack import dpotrf as _potrf, dpotrs as _potrs
@@ -32,8 +33,7 @@ __all__ = ["KKTResidual", "PolishOutcome", "ActiveSetOutcome", "kkt_residual",
            "default_tolerance", "polish", "active_set_solve", "estimate_eq_multiplier"]
 
 
-@dataclass(frozen=True)
-class KKTResidual:
+class KKTResidual(NamedTuple):
     """Scaled KKT residuals of an answer ``y`` (all dimensionless, 0 = exact).
 
     ``primal``: bound and equality violation relative to the size of the bounds;
@@ -48,8 +48,7 @@ class KKTResidual:
     eq_multiplier: float
 
 
-@dataclass(frozen=True)
-class PolishOutcome:
+class PolishOutcome(NamedTuple):
     """What :func:`polish` did: the answer to use, whether it is the certified polished one."""
 
     y: np.ndarray
@@ -60,18 +59,31 @@ class PolishOutcome:
     active_set_iterations: int = 0  # iterations of the exact active-set fallback (0: not run)
 
 
+# Python overhead dominates at k ~ 5: the hot paths call ufuncs and their ``reduce`` directly
+# (no ``np.all``/``np.max`` wrappers), ``take`` instead of fancy indexing, and tuples for results.
+_max = np.maximum.reduce
+_min = np.minimum.reduce
+_abs = np.abs
+_count = np.count_nonzero
+
+
+def _abs_max(x: np.ndarray) -> float:
+    """``max |x|`` (0 for an empty array)."""
+    return float(_max(_abs(x))) if x.size else 0.0
+
+
 def _bound_scale(qp: BoxQP) -> float:
-    w = max(float(np.abs(qp.lb).max(initial=0.0)), float(np.abs(qp.ub).max(initial=0.0)))
+    w = max(_abs_max(qp.lb), _abs_max(qp.ub))
     return w if w > 0.0 else 1.0
 
 
 def _gradient_scale(qp: BoxQP, w: float) -> float:
-    s = max(float(np.abs(qp.q).max(initial=0.0)), float(np.abs(qp.Q).max(initial=0.0)) * w)
+    Q = qp.Q
+    s = max(_abs_max(qp.q), (float(_max(_abs(Q), axis=None)) if Q.size else 0.0) * w)
     return s if s > 0.0 else 1.0
 
 
-@dataclass(frozen=True)
-class _Scales:
+class _Scales(NamedTuple):
     """The scales of :func:`kkt_residual`, computed once per QP (Python overhead matters at k ~ 5)."""
 
     w: float  # bound magnitude
@@ -83,7 +95,7 @@ class _Scales:
         w = _bound_scale(qp)
         a = 1.0
         if qp.eq_coeffs is not None:
-            a = float(np.abs(qp.eq_coeffs).max(initial=0.0)) or 1.0
+            a = _abs_max(qp.eq_coeffs) or 1.0
         return _Scales(w, _gradient_scale(qp, w), a)
 
 
@@ -109,9 +121,12 @@ def estimate_eq_multiplier(qp: BoxQP, y: np.ndarray, g: np.ndarray,
     gap = 1e-9 * (_bound_scale(qp) if w is None else w)
     support = a != 0.0
     inside = support & (y > qp.lb + gap) & (y < qp.ub - gap)
-    if inside.any():
+    n_inside = _count(inside)
+    if n_inside:
+        if n_inside == inside.size:
+            return -float(np.dot(a, g)) / float(np.dot(a, a))
         ai = a[inside]
-        return float(-np.dot(ai, g[inside]) / np.dot(ai, ai))
+        return -float(np.dot(ai, g[inside])) / float(np.dot(ai, ai))
     # z_i = g_i + λ a_i must be >= 0 at lb and <= 0 at ub: each gives a half-line for λ.
     ratio = -g[support] / a[support]
     pos = a[support] > 0.0
@@ -138,7 +153,7 @@ def kkt_residual(qp: BoxQP, y: np.ndarray, eq_multiplier: Optional[float] = None
     Non-finite ``y`` gives ``inf``.
     """
     y = np.asarray(y, dtype=np.float64)
-    if y.shape != qp.q.shape or not np.all(np.isfinite(y)):
+    if y.shape != qp.q.shape or not np.isfinite(y).all():
         return KKTResidual(np.inf, np.inf, np.inf, 0.0)
     return _residual(qp, y, eq_multiplier, _Scales.of(qp))
 
@@ -148,8 +163,9 @@ def _residual(qp: BoxQP, y: np.ndarray, eq_multiplier: Optional[float],
     """:func:`kkt_residual` of a finite ``y`` of the right shape, with the scales given."""
     w = sc.w
     lb, ub = qp.lb, qp.ub
-    primal = float(np.maximum(lb - y, y - ub).max()) / w
-    primal = max(primal, 0.0)
+    primal = float(_max(np.maximum(lb - y, y - ub))) / w
+    if primal < 0.0:
+        primal = 0.0
     g = qp.Q @ y + qp.q
     lam = 0.0
     a = qp.eq_coeffs
@@ -158,8 +174,27 @@ def _residual(qp: BoxQP, y: np.ndarray, eq_multiplier: Optional[float],
         lam = estimate_eq_multiplier(qp, y, g, w) if eq_multiplier is None else float(eq_multiplier)
         g = g + lam * a
     nat = y - np.minimum(np.maximum(y - g * (w / sc.s), lb), ub)
-    stat = float(np.abs(nat).max()) / w
+    stat = float(_max(_abs(nat))) / w
     return KKTResidual(primal, stat, max(primal, stat), lam)
+
+
+def _zero_is_exact(qp: BoxQP, sc: _Scales) -> bool:
+    """``kkt_residual(qp, 0).total == 0``, with the same arithmetic minus the work ``y = 0`` saves.
+
+    At ``y = 0`` (inside the box): ``Qy + q = q`` (up to the sign of zeros, which no test
+    below sees), the bound violation is 0 and the natural residual is ``clip(-q·W/S, lb, ub)``.
+    """
+    lb, ub = qp.lb, qp.ub
+    if _count(lb > 0.0) or _count(ub < 0.0):
+        return False
+    w = sc.w
+    g = qp.q
+    a = qp.eq_coeffs
+    if a is not None:
+        if abs(qp.eq_rhs) / (w * sc.a) != 0.0:
+            return False
+        g = g + estimate_eq_multiplier(qp, np.zeros(g.shape[0]), g, w) * a
+    return float(_max(_abs(np.minimum(np.maximum(-(g * (w / sc.s)), lb), ub)))) / w == 0.0
 
 
 _CHOLESKY_MIN_RCOND = 1e-12  # below this (estimated) reciprocal condition, use the eig path
@@ -188,28 +223,29 @@ class _ReducedKKT:
         R = Q_ff
         if self.aa > 0.0:
             # H = I - β v vᵀ with H a_f = α e_1; HQH by rank-2 updates, O(f²).
-            alpha = -np.copysign(np.sqrt(self.aa), a_f[0])
+            alpha = -math.copysign(math.sqrt(self.aa), a_f[0])
             v = a_f.copy()
             v[0] -= alpha
             self.beta = 2.0 / float(np.dot(v, v))
             self.v = v
             Qv = Q_ff @ v
             b = self.beta
-            HQH = (Q_ff - b * np.outer(v, Qv) - b * np.outer(Qv, v)
-                   + (b * b * float(np.dot(v, Qv))) * np.outer(v, v))
+            v_col, v_row = v[:, None], v[None, :]  # outer products by broadcasting (np.outer's values)
+            HQH = (Q_ff - b * (v_col * Qv[None, :]) - b * (Qv[:, None] * v_row)
+                   + (b * b * float(np.dot(v, Qv))) * (v_col * v_row))
             R = HQH[1:, 1:]
         self.chol = None
         self.eig = None
         m = R.shape[0]
         if m == 0:
             return
-        diag = np.diag(R)
-        if np.min(diag) > 0.0:
+        diag = R.diagonal()
+        if _min(diag) > 0.0:
             # LAPACK directly: scipy's wrappers cost more than the factorization at f ~ 5.
             L, info = _potrf(R, lower=1, clean=1)
             if info == 0:
-                ld = np.diag(L)
-                if (np.min(ld) / np.max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
+                ld = L.diagonal()
+                if (_min(ld) / _max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
                     self.chol = L
                     return
         lam, V = np.linalg.eigh((R + R.T) / 2)
@@ -236,7 +272,7 @@ class _ReducedKKT:
     def step(self, r: np.ndarray, r_eq: float) -> tuple[np.ndarray, float, Optional[np.ndarray]]:
         """``(d, dλ, flat)`` with ``[Q_ff a_f; a_fᵀ 0][d; dλ] = -[r; r_eq]`` on the curved part."""
         a_f = self.a_f
-        d0 = np.zeros_like(r)
+        d0 = None  # zeros without the equality
         z = r
         if self.v is not None:
             d0 = -(r_eq / self.aa) * a_f  # restores a·y = b
@@ -244,35 +280,50 @@ class _ReducedKKT:
         flat = None
         if self.chol is not None:
             u, _ = _potrs(self.chol, -self._to_null(z), lower=1)
-            d = d0 + self._from_null(u)
+            # 0 + x, not x: the same signed zeros as adding a zero vector d0
+            d = (self._from_null(u) + 0.0) if d0 is None else d0 + self._from_null(u)
         elif self.eig is not None:
             lam, V = self.eig
             c = V.T @ self._to_null(z)
             cur = self.curved
-            d = d0 - self._from_null(V[:, cur] @ (c[cur] / lam[cur]))
+            step = self._from_null(V[:, cur] @ (c[cur] / lam[cur]))
+            d = (0.0 - step) if d0 is None else d0 - step
             flat_c = c[~cur]
             if flat_c.size and np.any(flat_c != 0.0):
                 flat = -self._from_null(V[:, ~cur] @ flat_c)
         else:
-            d = d0
+            d = np.zeros_like(r) if d0 is None else d0
         dlam = 0.0
         if self.v is not None:
             dlam = -float(np.dot(a_f, z + self.Q_ff @ (d - d0))) / self.aa
         return d, dlam, flat
 
 
-def _candidate_active_sets(qp: BoxQP, y: np.ndarray, g: np.ndarray, w: float, s: float):
-    """Initial guesses of (at_lb, at_ub): by distance to the bound, then by projection."""
-    fixed = qp.lb == qp.ub
+def _candidate_active_sets(qp: BoxQP, y: np.ndarray, g: Optional[np.ndarray], lam: float,
+                           w: float, s: float):
+    """Initial guesses of (at_lb, at_ub): by distance to the bound, then by projection.
+
+    ``g`` is ``Qy + q`` (None: computed here, when the third guess is reached) and ``lam`` the
+    equality multiplier estimate at ``y``.
+    """
+    lb, ub = qp.lb, qp.ub
+    fixed = lb == ub
+    any_fixed = _count(fixed) > 0
     for rel in (1e-9, 1e-6):
         gap = rel * w
-        yield (y <= qp.lb + gap) | fixed, (y >= qp.ub - gap) & ~fixed
+        at_lb, at_ub = y <= lb + gap, y >= ub - gap
+        yield (at_lb | fixed, at_ub & ~fixed) if any_fixed else (at_lb, at_ub)
+    if g is None:
+        g = qp.Q @ y + qp.q
+    if qp.eq_coeffs is not None:
+        g = g + lam * qp.eq_coeffs
     proj = y - g * (w / s)
-    yield (proj <= qp.lb) | fixed, (proj >= qp.ub) & ~fixed
+    yield (proj <= lb) | fixed, (proj >= ub) & ~fixed
 
 
 def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
-           max_rounds: int = 6, max_active_set_iter: Optional[int] = None) -> PolishOutcome:
+           max_rounds: int = 6, max_active_set_iter: Optional[int] = None,
+           scales: Optional[_Scales] = None) -> PolishOutcome:
     """Polish the approximate answer ``y0`` of ``qp``; certified when the KKT residual <= ``tol``.
 
     First a few rounds of active-set repair from the bounds ``y0`` looks active at (cheap, and
@@ -288,6 +339,7 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
       the rest to the active-set method.
     - ``max_active_set_iter``: iteration cap of the active-set fallback (default
       :func:`default_active_set_iter`; 0 switches the fallback off).
+    - ``scales``: the QP's ``_Scales`` when the caller has them already (internal).
 
     **Returns:** a :class:`PolishOutcome`: the polished answer if certified, else ``y0``
     unchanged (``certified=False``).  An input that is already exact (residual 0) is returned
@@ -296,29 +348,30 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
     y0 = np.asarray(y0, dtype=np.float64)
     k = qp.size
     tol = default_tolerance(k) if tol is None else tol
-    if y0.shape != (k,) or not np.all(np.isfinite(y0)):
+    if y0.shape != (k,) or not np.isfinite(y0).all():
         res0 = kkt_residual(qp, y0)
         return PolishOutcome(y0, False, res0, res0, 0)
-    sc = _Scales.of(qp)
+    sc = _Scales.of(qp) if scales is None else scales
     res0 = _residual(qp, y0, None, sc)
     if res0.total == 0.0:
         return PolishOutcome(y0, True, res0, res0, 0)
     w, s = sc.w, sc.s
     a = qp.eq_coeffs
-    yc = np.minimum(np.maximum(y0, qp.lb), qp.ub)
-    res_c = res0 if np.array_equal(yc, y0) else _residual(qp, yc, None, sc)
-    g0 = qp.Q @ yc + qp.q
-    lam0 = estimate_eq_multiplier(qp, yc, g0, w)
+    lb, ub = qp.lb, qp.ub
+    yc = np.minimum(np.maximum(y0, lb), ub)
+    res_c = res0 if _count(yc != y0) == 0 else _residual(qp, yc, None, sc)
+    g0 = None  # Qy + q + λa at yc: needed for λ (equality) and the third candidate only
+    lam0 = 0.0
     if a is not None:
-        g0 = g0 + lam0 * a
+        g0 = qp.Q @ yc + qp.q
+        lam0 = estimate_eq_multiplier(qp, yc, g0, w)
     best: Optional[tuple[np.ndarray, KKTResidual, int]] = None
-    seen: set[bytes] = set()
+    tried: list[tuple[np.ndarray, np.ndarray]] = []
     rounds_total = 0
-    for at_lb, at_ub in _candidate_active_sets(qp, yc, g0, w, s):
-        key = np.packbits(at_lb).tobytes() + np.packbits(at_ub).tobytes()
-        if key in seen:
+    for at_lb, at_ub in _candidate_active_sets(qp, yc, g0, lam0, w, s):
+        if any(_count(at_lb != l) == 0 and _count(at_ub != u) == 0 for l, u in tried):
             continue
-        seen.add(key)
+        tried.append((at_lb, at_ub))
         y, res, rounds = _active_set_rounds(qp, yc, res_c, lam0, at_lb.copy(), at_ub.copy(),
                                             sc, tol, max_rounds)
         rounds_total += rounds
@@ -328,9 +381,9 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
             break
     assert best is not None
     y, res, rounds = best
-    if res.total <= tol and (np.any(y < qp.lb) or np.any(y > qp.ub)):
+    if res.total <= tol and (_count(y < lb) or _count(y > ub)):
         # A rounding-level excursion of a free variable: the answer must lie in the box.
-        y = np.clip(y, qp.lb, qp.ub)
+        y = np.clip(y, lb, ub)
         res = _residual(qp, y, res.eq_multiplier if a is not None else None, sc)
     if res.total <= tol:
         return PolishOutcome(y, True, res, res0, rounds)
@@ -351,29 +404,32 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: KKTResidual, l
                        max_rounds: int) -> tuple[np.ndarray, KKTResidual, int]:
     """Fix the active bounds, Newton-solve the free variables, repair the active set; repeat."""
     a = qp.eq_coeffs
-    lb, ub = qp.lb, qp.ub
+    Q, q, lb, ub = qp.Q, qp.q, qp.lb, qp.ub
     s = sc.s
-    y = y_start.copy()
+    y = y_start
     best_y, best_res = y, res_start
+    copyto = np.copyto
     for rnd in range(1, max_rounds + 1):
         y = y.copy()
-        y[at_lb] = lb[at_lb]
-        y[at_ub] = ub[at_ub]
+        copyto(y, lb, where=at_lb)
+        copyto(y, ub, where=at_ub)
         free = ~(at_lb | at_ub)
-        idx = np.flatnonzero(free)
+        idx = free.nonzero()[0]
         d_null = None
         if idx.size:
-            Q_ff = qp.Q[np.ix_(idx, idx)]
-            a_f = None if a is None else a[idx]
+            Q_rows = Q.take(idx, 0)  # C-ordered, as Q[np.ix_(idx, idx)]: same BLAS kernels
+            Q_ff = Q_rows.take(idx, 1)
+            q_f = q.take(idx)
+            a_f = None if a is None else a.take(idx)
             kkt = _ReducedKKT(Q_ff, a_f)
             for refine in range(2):  # one Newton step plus one refinement step
-                g = qp.Q[idx] @ y + qp.q[idx]
+                g = Q_rows @ y + q_f
                 r_eq = 0.0
                 if a is not None:
                     g = g + lam * a_f
                     r_eq = float(np.dot(a, y)) - qp.eq_rhs
                 d, dlam, flat = kkt.step(g, r_eq)
-                if not (np.all(np.isfinite(d)) and np.isfinite(dlam)):
+                if not (np.isfinite(d).all() and math.isfinite(dlam)):
                     break
                 y[idx] += d
                 lam += dlam
@@ -392,7 +448,7 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: KKTResidual, l
         dual_tol = tol * s
         release_lb = at_lb & (z < -dual_tol) & (lb < ub)
         release_ub = at_ub & (z > dual_tol) & (lb < ub)
-        if over_lb.any() or over_ub.any() or release_lb.any() or release_ub.any():
+        if _count(over_lb) or _count(over_ub) or _count(release_lb) or _count(release_ub):
             at_lb = (at_lb & ~release_lb) | over_lb
             at_ub = (at_ub & ~release_ub) | over_ub
             y = np.minimum(np.maximum(y, lb), ub)

@@ -26,15 +26,24 @@ from typing import Optional
 import numpy as np
 
 from .interface import BoxQP, QPSolverError
-from .polish import default_tolerance, kkt_residual, polish
+from .polish import _Scales, _residual, _zero_is_exact, default_tolerance, polish
+
+_count = np.count_nonzero
 
 __all__ = ["check_qp", "closed_form", "LibraryQPSolver", "DAQPSolver", "ProxSuiteSolver",
            "ClarabelSolver", "PIQPSolver", "OSQPSolver", "SOLVER_CLASSES"]
 
 
+_MODULES: dict = {}
+
+
 def _import(module: str, adapter: str):
+    mod = _MODULES.get(module)
+    if mod is not None:
+        return mod
     try:
-        return importlib.import_module(module)
+        mod = _MODULES[module] = importlib.import_module(module)
+        return mod
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise QPSolverError(
             f"QP solver `{adapter}` needs the Python package `{module}`; install it "
@@ -43,39 +52,42 @@ def _import(module: str, adapter: str):
 
 def check_qp(qp: BoxQP) -> None:
     """Raise :class:`QPSolverError` unless ``qp`` is well formed and its feasible set non-empty."""
-    k = qp.size
-    if qp.q.ndim != 1 or k == 0:
-        raise QPSolverError(f"QP `q` must be a non-empty 1-D array, got shape {qp.q.shape}.")
+    q, lb, ub = qp.q, qp.lb, qp.ub
+    k = q.shape[0] if q.ndim == 1 else 0
+    if k == 0:
+        raise QPSolverError(f"QP `q` must be a non-empty 1-D array, got shape {q.shape}.")
     structured = qp.structured  # Q = Aᵀ M A not formed: validate the structure instead
     if structured:
         from .lifted import check_structure
         check_structure(qp)
     elif qp.Q.shape != (k, k):
         raise QPSolverError(f"QP `Q` must have shape ({k}, {k}), got {qp.Q.shape}.")
-    for name in ("lb", "ub"):
-        if getattr(qp, name).shape != (k,):
-            raise QPSolverError(f"QP `{name}` must have shape ({k},), got {getattr(qp, name).shape}.")
+    if lb.shape != (k,) or ub.shape != (k,):
+        name = "lb" if lb.shape != (k,) else "ub"
+        raise QPSolverError(f"QP `{name}` must have shape ({k},), got {getattr(qp, name).shape}.")
     for name in (("q", "lb", "ub") if structured else ("Q", "q", "lb", "ub")):
-        if not np.all(np.isfinite(getattr(qp, name))):
+        if not np.isfinite(getattr(qp, name)).all():
             raise QPSolverError(f"QP `{name}` contains inf or NaN; the QP data must be finite.")
-    if np.any(qp.lb > qp.ub):
-        i = int(np.flatnonzero(qp.lb > qp.ub)[0])
-        raise QPSolverError(f"QP bounds are infeasible: lb[{i}] = {qp.lb[i]} > ub[{i}] = {qp.ub[i]}.")
+    if _count(lb > ub):
+        i = int(np.flatnonzero(lb > ub)[0])
+        raise QPSolverError(f"QP bounds are infeasible: lb[{i}] = {lb[i]} > ub[{i}] = {ub[i]}.")
     a = qp.eq_coeffs
     if a is None:
         return
-    if a.shape != (k,) or not np.all(np.isfinite(a)) or not np.isfinite(qp.eq_rhs):
+    if a.shape != (k,) or not np.isfinite(a).all() or not np.isfinite(qp.eq_rhs):
         raise QPSolverError(f"QP equality must have finite coefficients of shape ({k},) and a "
                             f"finite right-hand side.")
-    lo = float(np.sum(np.minimum(a * qp.lb, a * qp.ub)))
-    hi = float(np.sum(np.maximum(a * qp.lb, a * qp.ub)))
+    a_lb, a_ub = a * lb, a * ub
+    lo = float(np.sum(np.minimum(a_lb, a_ub)))
+    hi = float(np.sum(np.maximum(a_lb, a_ub)))
     slack = default_tolerance(k) * max(1.0, abs(lo), abs(hi))
     if not (lo - slack <= qp.eq_rhs <= hi + slack):
         raise QPSolverError(f"QP equality is infeasible: a·y = {qp.eq_rhs} cannot hold within the "
                             f"bounds, where a·y ranges over [{lo}, {hi}].")
 
 
-def closed_form(qp: BoxQP, tol: Optional[float] = None) -> Optional[np.ndarray]:
+def closed_form(qp: BoxQP, tol: Optional[float] = None, *,
+                scales: Optional[_Scales] = None) -> Optional[np.ndarray]:
     """The exact answer of a trivial QP, or ``None``: the library must solve it.
 
     Covered: ``y = 0`` when it satisfies the KKT conditions exactly (returned as exact
@@ -84,9 +96,9 @@ def closed_form(qp: BoxQP, tol: Optional[float] = None) -> Optional[np.ndarray]:
     ``q`` points away from, or to the point of the box nearest 0 when ``q_i = 0``).
     """
     k = qp.size
-    zero = np.zeros(k)
-    if np.all(qp.lb <= 0.0) and np.all(qp.ub >= 0.0) and kkt_residual(qp, zero).total == 0.0:
-        return zero
+    sc = _Scales.of(qp) if scales is None else scales
+    if _zero_is_exact(qp, sc):
+        return np.zeros(k)
     tol = default_tolerance(k) if tol is None else tol
     a = qp.eq_coeffs
     if a is not None:
@@ -94,15 +106,16 @@ def closed_form(qp: BoxQP, tol: Optional[float] = None) -> Optional[np.ndarray]:
             y = np.clip(np.array([qp.eq_rhs / a[0]]), qp.lb, qp.ub)
             return y  # check_qp has ensured feasibility; the clip removes rounding only
         return None
-    d = np.diag(qp.Q)
-    if k > 1 and np.count_nonzero(qp.Q - np.diag(d)) != 0:
+    Q = qp.Q
+    d = Q.diagonal()
+    if k > 1 and _count(Q) != _count(d):  # an off-diagonal entry is nonzero
         return None
     y = np.clip(np.zeros(k), qp.lb, qp.ub)
     pos = d > 0.0
     y[pos] = np.clip(-qp.q[pos] / d[pos], qp.lb[pos], qp.ub[pos])
     y[~pos & (qp.q > 0.0)] = qp.lb[~pos & (qp.q > 0.0)]
     y[~pos & (qp.q < 0.0)] = qp.ub[~pos & (qp.q < 0.0)]
-    return y if kkt_residual(qp, y).total <= tol else None
+    return y if _residual(qp, y, None, sc).total <= tol else None  # y is finite: clipped
 
 
 class LibraryQPSolver:
@@ -131,7 +144,8 @@ class LibraryQPSolver:
     def solve(self, qp: BoxQP) -> np.ndarray:
         check_qp(qp)
         self.last_polish = None
-        y = closed_form(qp, self.tol)
+        scales = _Scales.of(qp)  # shared by the closed forms and polishing
+        y = closed_form(qp, self.tol, scales=scales)
         if y is not None:
             return y
         try:
@@ -141,13 +155,13 @@ class LibraryQPSolver:
         except Exception as exc:  # a library error is a QP failure (§13), with its reason
             raise QPSolverError(f"{self.library} raised {type(exc).__name__}: {exc}") from exc
         y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if y.shape != (qp.size,) or not np.all(np.isfinite(y)):
+        if y.shape != (qp.size,) or not np.isfinite(y).all():
             raise QPSolverError(f"{self.library} returned no finite answer (status: {status}).")
         if not self.polish:
             if not ok:
                 raise QPSolverError(f"{self.library} failed (status: {status}).")
             return y
-        out = polish(qp, y, tol=self.tol)
+        out = polish(qp, y, tol=self.tol, scales=scales)
         self.last_polish = out
         if not ok and not out.certified:
             raise QPSolverError(f"{self.library} failed (status: {status}) and its answer could "
@@ -178,9 +192,11 @@ class DAQPSolver(LibraryQPSolver):
             sense = np.zeros(k, dtype=np.int32)
         else:
             A = np.ascontiguousarray(qp.eq_coeffs.reshape(1, k))
-            bu = np.append(qp.ub, qp.eq_rhs)
-            bl = np.append(qp.lb, qp.eq_rhs)
-            sense = np.append(np.zeros(k, dtype=np.int32), np.int32(5))
+            rhs = np.array([qp.eq_rhs], dtype=np.float64)
+            bu = np.concatenate((qp.ub, rhs))
+            bl = np.concatenate((qp.lb, rhs))
+            sense = np.zeros(k + 1, dtype=np.int32)
+            sense[k] = 5
         y, _fval, flag, _info = daqp.solve(Q, qp.q.copy(), A, bu, bl, sense,
                                            eps_prox=self.eps_prox, primal_tol=1e-12,
                                            dual_tol=1e-12, iter_limit=100000)
