@@ -51,6 +51,7 @@ are reported next to the checks, not instead of them:
     Iterations after the first departure are not scanned (no later tie can explain it); when
     the runs never depart, iterations 0..HISTORY_K are.
 ``prefix``
+    (a check, reported after the issue's CHECKS and explainable in EXPLAINED like them)
     The tie-free prefix: x, f, tv, mu and stat_val agree to ``TRAJECTORY_RTOL`` on iterations
     0..min(HISTORY_K, tie_at - 1) (the ``trajectory`` check cut at the first tie).  The tie
     iterate itself is excluded: its stat_val uses the tied sign decision, and a tie met by a
@@ -114,8 +115,8 @@ EXPLAINED: Dict[str, Dict[str, str]] = {
         'same iteration-7 line-search tie as hs035_default (ci[0] = 0 vs -4.4e-16 at t = 1)'),
     'hs071_lbfgs5': dict.fromkeys(['iters'],
         'gradual drift (steering-QP answers agree to ~1e-12, amplified to 1e-7 by iteration 30) and code 0 fires when stat_val crosses opt_tol (34 vs 37); plus a DAQP failure on the stationarity QP at iteration 12 (BUG reported, stat_val only)'),
-    'infeas_ineq_maxit15': dict.fromkeys(['trajectory'],
-        "x identical; stat_val at iteration 7 from a degenerate termination QP (GRANSO's QP shim fell back to an interior-point answer there): 6.4e-9 ours vs 1.2e-7 GRANSO"),
+    'infeas_ineq_maxit15': dict.fromkeys(['trajectory', 'prefix'],
+        "x identical; stat_val at iteration 7 (the last) from a degenerate termination QP: GRANSO's QP shim failed to polish it (qp_polish_failed_cum 0 -> 1) and recorded 1.160e-7; ours 6.414467e-9, and daqp, piqp, proxsuite and clarabel all give 6.414467e-9"),
     'l1box_n10_m20_default': dict.fromkeys(['iters', 'final_f', 'best'],
         'rounding-level tie at iteration 11 (ci[0] = 0 in ours, -1.1e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; both end with code 0, final f 1.0e-6 relative apart'),
     'l1box_n10_m20_mu0.01': dict.fromkeys(['iters', 'trajectory'],
@@ -305,7 +306,8 @@ class CaseComparison:
 
     @property
     def failed(self) -> List[str]:
-        return [c for c in CHECKS if not self.checks.get(c, False)]
+        """Failed checks: CHECKS (the issue's), then ``prefix`` (the tie-free prefix)."""
+        return [c for c in CHECKS + ("prefix",) if not self.checks.get(c, False)]
 
     @property
     def unexplained(self) -> List[str]:
@@ -377,6 +379,7 @@ def _add_ties(row: CaseComparison, case: Dict[str, Any], history: Sequence[Any])
     k_needed = min(HISTORY_K, len(case["history"]["x"]) - 1)
     row.prefix_end = k_needed if row.tie_at is None else min(k_needed, row.tie_at - 1)
     row.prefix_ok = dep is None or dep > row.prefix_end
+    row.checks["prefix"] = row.prefix_ok
     j = EXPLAINED_TIES.get(row.id)
     if j is not None:
         at_j = []
