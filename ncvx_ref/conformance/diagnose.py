@@ -9,6 +9,8 @@ result (with history) :func:`diagnose` reports, at the first departing iteration
   value on the other side of 0 (``c >= 0`` decides whether/with which sign its gradient enters
   the penalty gradient, ALGORITHM.md §2) or a kink argument of a nonsmooth problem
   (``TestProblem.kink_arguments``) -- the rounding-level ties of ALGORITHM.md §19.19;
+* the rounding-level ties (:mod:`.ties`) at the departing iterate and the one before, and
+  the first tie of the runs;
 * the reference's QP-shim counters (did GRANSO's QPs need the non-polished fallback?).
 """
 from __future__ import annotations
@@ -19,9 +21,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from .compare import (TRAJECTORY_RTOL, first_departure, our_trajectory, reference_trajectory)
-
-#: a value within TIE_RTOL of 0, relative to the size of its terms, is a rounding-level tie
-TIE_RTOL = 1e-10
+from .ties import first_tie, our_iterate, reference_iterate, ties_at
 
 
 @dataclass
@@ -70,15 +70,14 @@ def _first_sign_flip(case, prob, ours_hist, upto: int):
     return None, None
 
 
-def _near_ties(case, prob, j: int) -> List[str]:
-    """Decision values of GRANSO's iterate j within TIE_RTOL of 0 (relative to their scale)."""
-    h = case["history"]
-    x = np.asarray(h["x"][j], dtype=float)
-    ci = np.asarray(h["ci"][j], dtype=float) if case["n_ineq"] else None
-    ce = np.asarray(h["ce"][j], dtype=float) if case["n_eq"] else None
-    scale = max(1.0, float(np.max(np.abs(x))))
-    return [f"{g}[{i}] = {v:.2e}" for g, i, v in _signs(ci, ce, prob.kink_arguments(x))
-            if abs(v) <= TIE_RTOL * scale]
+def _near_ties(case, prob, history, j: int) -> List[str]:
+    """The rounding-level ties (compare.TIE_RTOL rule, :mod:`.ties`) of both runs' iterate j."""
+    found = []
+    if j < len(case["history"]["x"]):
+        found += ties_at(prob, *reference_iterate(case, j), j, "GRANSO")
+    if j < len(history):
+        found += ties_at(prob, *our_iterate(history, j), j, "ours")
+    return [str(t) for t in sorted(found, key=lambda t: t.ulps)]
 
 
 def diagnose(case: Dict[str, Any], result: Any) -> Diagnosis:
@@ -110,9 +109,12 @@ def diagnose(case: Dict[str, Any], result: Any) -> Diagnosis:
     if flip:
         facts.append("first sign decision that differs: " + flip)
     for jj in sorted({max(k - 1, 0), k}):
-        ties = _near_ties(case, prob, jj)
+        ties = _near_ties(case, prob, result.history, jj)
         if ties:
-            facts.append(f"GRANSO's iterate {jj} has values at rounding level of 0: {', '.join(ties[:6])}")
+            facts.append(f"rounding-level ties at iterate {jj}: {'; '.join(ties[:6])}")
+    first = first_tie(case, result.history, upto=k, prob=prob)
+    if first:
+        facts.append(f"first rounding-level tie of the runs: iteration {first[0].iteration} ({first[0]})")
     polish = h.get("qp_polish_failed_cum")
     if polish is not None and polish[k] > 0:
         first = next(i for i, v in enumerate(polish) if v > 0)

@@ -58,8 +58,9 @@ class Tie:
     ulps: float         # |value| / (eps * S)
 
     def __str__(self) -> str:
+        who = "GRANSO's" if self.run == "GRANSO" else "our"
         return (f"{self.kind}[{self.index}] = {self.value:.2e} ({self.ulps:.1f} ulps of its terms) "
-                f"in {self.run}'s iterate {self.iteration}")
+                f"in {who} iterate {self.iteration}")
 
 
 def _kink_gradients(prob: Any, x: np.ndarray) -> np.ndarray:
