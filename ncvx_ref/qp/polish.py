@@ -48,15 +48,32 @@ class KKTResidual(NamedTuple):
     eq_multiplier: float
 
 
-class PolishOutcome(NamedTuple):
-    """What :func:`polish` did: the answer to use, whether it is the certified polished one."""
+class PolishOutcome:
+    """What :func:`polish` did: the answer to use, whether it is the certified polished one.
 
-    y: np.ndarray
-    certified: bool
-    residual: KKTResidual  # residual of ``y`` as returned
-    initial_residual: KKTResidual  # residual of the unpolished answer
-    rounds: int  # active-set rounds used (0 when the input was not polished at all)
-    active_set_iterations: int = 0  # iterations of the exact active-set fallback (0: not run)
+    ``y``; ``certified``; ``residual`` (of ``y`` as returned); ``initial_residual`` (of the
+    unpolished answer: diagnostics only, so it may be given as a function, called on first
+    read); ``rounds`` (active-set rounds used, 0 when the input was not polished at all);
+    ``active_set_iterations`` (of the exact active-set fallback, 0: not run).
+    """
+
+    __slots__ = ("y", "certified", "residual", "_initial", "rounds", "active_set_iterations")
+
+    def __init__(self, y: np.ndarray, certified: bool, residual: KKTResidual,
+                 initial_residual, rounds: int, active_set_iterations: int = 0) -> None:
+        self.y, self.certified, self.residual = y, certified, residual
+        self._initial, self.rounds = initial_residual, rounds
+        self.active_set_iterations = active_set_iterations
+
+    @property
+    def initial_residual(self) -> KKTResidual:
+        if callable(self._initial):
+            self._initial = self._initial()
+        return self._initial
+
+    def __repr__(self) -> str:
+        return (f"PolishOutcome(certified={self.certified}, residual={self.residual.total:.3g}, "
+                f"rounds={self.rounds}, active_set_iterations={self.active_set_iterations})")
 
 
 # Python overhead dominates at k ~ 5: the hot paths call ufuncs and their ``reduce`` directly
@@ -123,7 +140,8 @@ def estimate_eq_multiplier(qp: BoxQP, y: np.ndarray, g: np.ndarray,
     inside = support & (y > qp.lb + gap) & (y < qp.ub - gap)
     n_inside = _count(inside)
     if n_inside:
-        if n_inside == inside.size:
+        if n_inside == inside.size and a.flags.c_contiguous and g.flags.c_contiguous:
+            # a[inside] would be a contiguous copy of a: the same BLAS dot, on the same data
             return -float(np.dot(a, g)) / float(np.dot(a, a))
         ai = a[inside]
         return -float(np.dot(ai, g[inside])) / float(np.dot(ai, ai))
@@ -135,11 +153,11 @@ def estimate_eq_multiplier(qp: BoxQP, y: np.ndarray, g: np.ndarray,
     upper = ratio[(at_lb & ~pos) | (~at_lb & pos)]  # λ <= ratio
     lo = float(np.max(lower)) if lower.size else -np.inf
     hi = float(np.min(upper)) if upper.size else np.inf
-    if np.isfinite(lo) and np.isfinite(hi):
+    if math.isfinite(lo) and math.isfinite(hi):
         return 0.5 * (lo + hi)
-    if np.isfinite(lo):
+    if math.isfinite(lo):
         return lo
-    if np.isfinite(hi):
+    if math.isfinite(hi):
         return hi
     return 0.0
 
@@ -348,18 +366,38 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
     y0 = np.asarray(y0, dtype=np.float64)
     k = qp.size
     tol = default_tolerance(k) if tol is None else tol
-    if y0.shape != (k,) or not np.isfinite(y0).all():
+    if y0.shape != (k,) or _count(np.isfinite(y0)) != k:
         res0 = kkt_residual(qp, y0)
         return PolishOutcome(y0, False, res0, res0, 0)
     sc = _Scales.of(qp) if scales is None else scales
-    res0 = _residual(qp, y0, None, sc)
-    if res0.total == 0.0:
-        return PolishOutcome(y0, True, res0, res0, 0)
     w, s = sc.w, sc.s
     a = qp.eq_coeffs
     lb, ub = qp.lb, qp.ub
+    # The residuals of y0 and of the clipped yc matter only when y0 may be exact already or
+    # when no round certifies: each is computed on first use.  The primal part of y0's residual
+    # (computed as _residual does) tells whether it can be exact.
+    primal0 = float(_max(np.maximum(lb - y0, y0 - ub))) / w
+    if a is not None and not primal0 > 0.0:
+        primal0 = max(primal0, abs(float(np.dot(a, y0)) - qp.eq_rhs) / (w * sc.a))
+    memo0: list = [None]
+
+    def res_0() -> KKTResidual:
+        if memo0[0] is None:
+            memo0[0] = _residual(qp, y0, None, sc)
+        return memo0[0]
+
+    if not primal0 > 0.0 and res_0().total == 0.0:
+        return PolishOutcome(y0, True, memo0[0], memo0[0], 0)
     yc = np.minimum(np.maximum(y0, lb), ub)
-    res_c = res0 if _count(yc != y0) == 0 else _residual(qp, yc, None, sc)
+    if _count(yc != y0) == 0:
+        res_c = res_0
+    else:
+        memo_c: list = [None]
+
+        def res_c() -> KKTResidual:
+            if memo_c[0] is None:
+                memo_c[0] = _residual(qp, yc, None, sc)
+            return memo_c[0]
     g0 = None  # Qy + q + λa at yc: needed for λ (equality) and the third candidate only
     lam0 = 0.0
     if a is not None:
@@ -386,28 +424,33 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
         y = np.clip(y, lb, ub)
         res = _residual(qp, y, res.eq_multiplier if a is not None else None, sc)
     if res.total <= tol:
-        return PolishOutcome(y, True, res, res0, rounds)
+        return PolishOutcome(y, True, res, res_0, rounds)
+    res0 = res_0()
     if max_active_set_iter is None:
         max_active_set_iter = default_active_set_iter(k)
     if max_active_set_iter > 0:
         # Warm start at the better of the repaired point and the library's (clipped) answer.
-        start = y if res.total <= res_c.total else yc
+        start = y if res.total <= res_c().total else yc
         exact = active_set_solve(qp, start, tol=tol, max_iter=max_active_set_iter)
         if exact.certified:
-            return PolishOutcome(exact.y, True, exact.residual, res0, rounds, exact.iterations)
+            return PolishOutcome(exact.y, True, exact.residual, res_0, rounds, exact.iterations)
         return PolishOutcome(y0, res0.total <= tol, res0, res0, rounds, exact.iterations)
     return PolishOutcome(y0, res0.total <= tol, res0, res0, rounds)
 
 
-def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: KKTResidual, lam: float,
-                       at_lb: np.ndarray, at_ub: np.ndarray, sc: _Scales, tol: float,
+def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: Callable[[], KKTResidual],
+                       lam: float, at_lb: np.ndarray, at_ub: np.ndarray, sc: _Scales, tol: float,
                        max_rounds: int) -> tuple[np.ndarray, KKTResidual, int]:
-    """Fix the active bounds, Newton-solve the free variables, repair the active set; repeat."""
+    """Fix the active bounds, Newton-solve the free variables, repair the active set; repeat.
+
+    Returns the first certified round, else the best of ``y_start`` and the rounds (the first
+    of equals); ``res_start()`` gives the residual of ``y_start``, needed only in that case.
+    """
     a = qp.eq_coeffs
     Q, q, lb, ub = qp.Q, qp.q, qp.lb, qp.ub
     s = sc.s
     y = y_start
-    best_y, best_res = y, res_start
+    rounds: list[tuple[np.ndarray, KKTResidual]] = []
     copyto = np.copyto
     for rnd in range(1, max_rounds + 1):
         y = y.copy()
@@ -429,17 +472,16 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: KKTResidual, l
                     g = g + lam * a_f
                     r_eq = float(np.dot(a, y)) - qp.eq_rhs
                 d, dlam, flat = kkt.step(g, r_eq)
-                if not (np.isfinite(d).all() and math.isfinite(dlam)):
+                if not (_count(np.isfinite(d)) == d.size and math.isfinite(dlam)):
                     break
                 y[idx] += d
                 lam += dlam
                 if refine == 0:
                     d_null = flat
         res = _residual(qp, y, lam if a is not None else None, sc)
-        if res.total < best_res.total:
-            best_y, best_res = y, res
         if res.total <= tol:
             return y, res, rnd
+        rounds.append((y, res))
         # Repair: free variables beyond a bound become active at it; wrong-sign multipliers
         # of active bounds are released.
         z = qp.Q @ y + qp.q + (lam * a if a is not None else 0.0)
@@ -465,6 +507,10 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: KKTResidual, l
         y, blocked_lb, blocked_ub = hit
         at_lb |= blocked_lb
         at_ub |= blocked_ub
+    best_y, best_res = y_start, res_start()
+    for y, res in rounds:
+        if res.total < best_res.total:
+            best_y, best_res = y, res
     return best_y, best_res, max_rounds
 
 

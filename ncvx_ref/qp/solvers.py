@@ -29,6 +29,12 @@ from .interface import BoxQP, QPSolverError
 from .polish import _Scales, _residual, _zero_is_exact, default_tolerance, polish
 
 _count = np.count_nonzero
+_add_reduce = np.add.reduce
+_isfinite = np.isfinite
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    return _count(_isfinite(x)) == x.size
 
 __all__ = ["check_qp", "closed_form", "LibraryQPSolver", "DAQPSolver", "ProxSuiteSolver",
            "ClarabelSolver", "PIQPSolver", "OSQPSolver", "SOLVER_CLASSES"]
@@ -66,7 +72,7 @@ def check_qp(qp: BoxQP) -> None:
         name = "lb" if lb.shape != (k,) else "ub"
         raise QPSolverError(f"QP `{name}` must have shape ({k},), got {getattr(qp, name).shape}.")
     for name in (("q", "lb", "ub") if structured else ("Q", "q", "lb", "ub")):
-        if not np.isfinite(getattr(qp, name)).all():
+        if not _all_finite(getattr(qp, name)):
             raise QPSolverError(f"QP `{name}` contains inf or NaN; the QP data must be finite.")
     if _count(lb > ub):
         i = int(np.flatnonzero(lb > ub)[0])
@@ -74,12 +80,12 @@ def check_qp(qp: BoxQP) -> None:
     a = qp.eq_coeffs
     if a is None:
         return
-    if a.shape != (k,) or not np.isfinite(a).all() or not np.isfinite(qp.eq_rhs):
+    if a.shape != (k,) or not _all_finite(a) or not np.isfinite(qp.eq_rhs):
         raise QPSolverError(f"QP equality must have finite coefficients of shape ({k},) and a "
                             f"finite right-hand side.")
     a_lb, a_ub = a * lb, a * ub
-    lo = float(np.sum(np.minimum(a_lb, a_ub)))
-    hi = float(np.sum(np.maximum(a_lb, a_ub)))
+    lo = float(_add_reduce(np.minimum(a_lb, a_ub)))  # np.sum of a vector, without its wrapper
+    hi = float(_add_reduce(np.maximum(a_lb, a_ub)))
     slack = default_tolerance(k) * max(1.0, abs(lo), abs(hi))
     if not (lo - slack <= qp.eq_rhs <= hi + slack):
         raise QPSolverError(f"QP equality is infeasible: a·y = {qp.eq_rhs} cannot hold within the "
@@ -155,7 +161,7 @@ class LibraryQPSolver:
         except Exception as exc:  # a library error is a QP failure (§13), with its reason
             raise QPSolverError(f"{self.library} raised {type(exc).__name__}: {exc}") from exc
         y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if y.shape != (qp.size,) or not np.isfinite(y).all():
+        if y.shape != (qp.size,) or not _all_finite(y):
             raise QPSolverError(f"{self.library} returned no finite answer (status: {status}).")
         if not self.polish:
             if not ok:
