@@ -9,13 +9,22 @@ done by :func:`to_host`; its answer comes back with :func:`from_host`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import array_api_compat as aac
 
 Array = Any
+
+_F64 = np.dtype(np.float64)
+_add_reduce = np.add.reduce
+_max_reduce = np.maximum.reduce
+
+
+def _is_host_f64(a) -> bool:
+    return type(a) is np.ndarray and a.dtype == _F64
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,14 @@ class Backend:
     xp: Any
     dtype: Any
     device: Any
+    # NumPy float64 runs: the scalar reductions below call NumPy's ufuncs directly, computing
+    # exactly what the Array-API functions compute (the same ufunc loops) without their
+    # per-call overhead, which dominates on small problems.
+    host_f64: bool = field(init=False, repr=False, compare=False, default=False)
+
+    def __post_init__(self) -> None:
+        fast = aac.is_numpy_namespace(self.xp) and np.dtype(self.dtype) == _F64
+        object.__setattr__(self, "host_f64", bool(fast))
 
     @classmethod
     def of(cls, x: Array) -> "Backend":
@@ -61,9 +78,25 @@ class Backend:
         return float(self.xp.vecdot(a, b))
 
     def norm(self, a: Array) -> float:
+        if self.host_f64 and _is_host_f64(a) and a.ndim == 1:
+            return math.sqrt(float(_add_reduce(a * a)))  # NumPy's vector_norm of a vector
         return float(self.xp.linalg.vector_norm(a))
 
+    def sum(self, a: Array) -> float:
+        """Sum of all entries, as a Python float."""
+        if self.host_f64 and _is_host_f64(a) and a.ndim == 1:
+            return float(_add_reduce(a))
+        return float(self.xp.sum(a))
+
+    def max(self, a: Array) -> float:
+        """Largest entry (NaN if any is NaN), as a Python float."""
+        if self.host_f64 and _is_host_f64(a) and a.ndim == 1:
+            return float(_max_reduce(a))
+        return float(self.xp.max(a))
+
     def all_finite(self, a: Array) -> bool:
+        if self.host_f64 and type(a) is np.ndarray:
+            return bool(np.isfinite(a).all())
         return bool(self.xp.all(self.xp.isfinite(a)))
 
 

@@ -69,7 +69,7 @@ def _fmax(a: float, b: float) -> float:
     return max(a, b)
 
 
-def _column_sum(xp, J, mask):
+def _column_sum(xp, J, mask, backend: Backend):
     """Sum of the columns of ``J`` selected by ``mask``.
 
     A product with the 0/1 mask costs one pass and no ``n x m`` temporary; unselected columns
@@ -77,7 +77,7 @@ def _column_sum(xp, J, mask):
     a non-finite product is recomputed the slow, exact way.
     """
     out = J @ xp.astype(mask, J.dtype)
-    if bool(xp.all(xp.isfinite(out))):
+    if backend.all_finite(out):
         return out
     return xp.sum(xp.where(mask[None, :], J, xp.zeros_like(J)), axis=1)
 
@@ -98,15 +98,16 @@ def penalty_point(x: Array, ev: Evaluation, mu: float, backend: Backend,
     if ev.ci is not None:
         active = ev.ci >= 0  # GRANSO: a constraint exactly at 0 is "active"; NaN is not
         v = xp.where(active, ev.ci, xp.zeros_like(ev.ci))
-        tvi = float(xp.max(v))
-        tvi_l1 = float(xp.sum(v))
-        gi = _column_sum(xp, ev.ci_grad, active)
+        tvi = backend.max(v)
+        tvi_l1 = backend.sum(v)
+        gi = _column_sum(xp, ev.ci_grad, active, backend)
     if ev.ce is not None:
         v = xp.abs(ev.ce)
         tve = _max_ignoring_nan(xp, v)
-        tve_l1 = float(xp.sum(v))
+        tve_l1 = backend.sum(v)
         nonneg = ev.ce >= 0
-        ge = _column_sum(xp, ev.ce_grad, nonneg) - _column_sum(xp, ev.ce_grad, xp.logical_not(nonneg))
+        ge = (_column_sum(xp, ev.ce_grad, nonneg, backend)
+              - _column_sum(xp, ev.ce_grad, xp.logical_not(nonneg), backend))
     constrained = gi is not None or ge is not None
     if constrained:
         tv_l1 = tvi_l1 + tve_l1

@@ -75,11 +75,14 @@ def _predicted_reduction(pt: PenaltyPoint, d: Array, V: float, l1: bool, backend
     ineq = 0.0
     if pt.ci is not None:
         lin = pt.ci + pt.ci_grad.T @ d
-        ineq = float(xp.sum(xp.clip(lin, min=0.0))) if l1 else max(float(xp.max(lin)), 0.0)
+        if l1:  # the sum of max(lin, 0): negative entries zeroed (NaN kept), as clip(min=0) does
+            ineq = backend.sum(xp.where(lin < 0.0, xp.zeros_like(lin), lin))
+        else:
+            ineq = max(backend.max(lin), 0.0)
     eq = 0.0
     if pt.ce is not None:
         lin = xp.abs(pt.ce + pt.ce_grad.T @ d)
-        eq = float(xp.sum(lin)) if l1 else float(xp.max(lin))
+        eq = backend.sum(lin) if l1 else backend.max(lin)
     if not l1 and pt.ci is None:
         return math.nan  # §19.16: GRANSO's empty array; every test on it is false
     return V - ineq - eq
