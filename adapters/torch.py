@@ -13,10 +13,13 @@ constraint group ``None``, one tensor of any shape, or a list/tuple/dict of tens
   parameters are the solver's variables (via ``torch.func.functional_call``); the module's
   own parameters are never modified and never accumulate ``.grad``.
 
-**One evaluation = one forward pass + one vectorized derivative pass.**  All outputs are
-stacked into ``z = (f, c_I, c_E)`` of length ``1 + m`` and its Jacobian is taken at once:
-reverse mode (``torch.func.jacrev``: one forward, ``1 + m`` vmapped backward passes) when
-``1 + m <= n``, forward mode (``torch.func.jacfwd``: ``n`` vmapped tangents) otherwise.
+**One evaluation = one forward pass + vectorized derivative passes.**  The outputs are
+``z = (f, c_I, c_E)`` of length ``1 + m``.  When ``1 + m <= n``, reverse mode: one forward
+pass under ``torch.func.vjp``, then one plain backward pass for ``f`` and one backward pass
+``vmap``-ped over the ``m`` constraint cotangents, in which the objective's part of the graph
+gets an *unbatched* zero cotangent, so it runs once at size ``n`` instead of ``m`` times (the
+cost of ``jacrev`` on the stacked ``z``, which pushes all ``1 + m`` cotangents through every
+op).  Otherwise forward mode (``torch.func.jacfwd``: ``n`` vmapped tangents).
 ``mode="loop"`` (one ``autograd.grad`` per output) exists for functions that ``vmap`` cannot
 batch (e.g. Python control flow on tensor values under forward mode) and for benchmarks.
 Nonsmooth points get torch's subgradient choices (``abs'(0) = 0``, ``relu'(0) = 0``, ties
@@ -141,13 +144,18 @@ class Problem:
     mode
         ``"auto"`` (reverse if ``1 + m <= n`` else forward), ``"rev"``, ``"fwd"`` or ``"loop"``.
     chunk_size
-        Passed to ``torch.func.jacrev`` (reverse mode): bounds the memory of the vmapped pass.
+        Reverse mode: at most this many constraint cotangents per vmapped backward pass
+        (bounds its temporaries to ``chunk_size x n``); None: all ``m`` in one pass (fastest
+        when memory allows: one large matrix product beats many thin ones).
     """
 
     def __init__(self, fn: Callable, variables=None, *, module: Optional[torch.nn.Module] = None,
                  mode: str = "auto", chunk_size: Optional[int] = None):
         if mode not in _MODES:
             raise AdapterError(f"`mode` must be one of {_MODES}, got {mode!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                       or chunk_size < 1):
+            raise AdapterError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}")
         self.fn = fn
         self.layout = _layout(variables, module)
         self.mode = mode
@@ -172,11 +180,8 @@ class Problem:
     # -- evaluation ---------------------------------------------------------------------------
     def _stack(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """x -> z = (f, c_I, c_E) stacked, returned twice (value and aux for jacrev/jacfwd)."""
-        f, ci, ce = split_output(self.layout.call(self.fn, x))
-        parts = [f.reshape(1)]
-        parts += [a.reshape(-1) for a in group_arrays(ci, "the inequality constraints")]
-        parts += [a.reshape(-1) for a in group_arrays(ce, "the equality constraints")]
-        z = torch.cat(parts)
+        f, c = self._split(x)
+        z = torch.cat([f.reshape(1), c])
         return z, z
 
     def _probe(self, x: Tensor) -> None:
@@ -226,12 +231,10 @@ class Problem:
         mode = self._resolved_mode
         if mode == "loop":
             return self._loop_jacobian(x)
-        if mode == "rev":
-            transform = torch.func.jacrev(self._stack, has_aux=True, chunk_size=self.chunk_size)
-        else:  # jacfwd has no chunk_size
-            transform = torch.func.jacfwd(self._stack, has_aux=True)
         try:
-            jac, z = transform(x)
+            if mode == "rev":
+                return self._reverse_jacobian(x)
+            jac, z = torch.func.jacfwd(self._stack, has_aux=True)(x)  # jacfwd has no chunk_size
         except RuntimeError as e:
             if "vmap" in str(e) or "batching" in str(e).lower():
                 raise AdapterError(f"torch.func could not vectorize the function ({e}); pass "
@@ -243,6 +246,34 @@ class Problem:
             # for a 0-d float32 result); the values are right, only the dtype drifts
             jac = jac.to(x.dtype)
         return z, jac
+
+    def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """x -> (f, c): the objective (0-d) and the constraints stacked as ``(c_I, c_E)``."""
+        f, ci, ce = split_output(self.layout.call(self.fn, x))
+        parts = [a.reshape(-1) for a in group_arrays(ci, "the inequality constraints")]
+        parts += [a.reshape(-1) for a in group_arrays(ce, "the equality constraints")]
+        return f.reshape(()), (torch.cat(parts) if parts else x.new_zeros(0))
+
+    def _reverse_jacobian(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """One forward pass; ``f``'s gradient by one backward pass, the constraint rows by
+        vmapped backward passes (``chunk_size`` rows at a time) written into one ``(1 + m, n)``
+        array.  The objective's cotangent stays an unbatched zero in the vmapped passes, so
+        the part of the graph that only ``f`` uses is not batched (the engine still visits it,
+        at the cost of one unbatched backward)."""
+        (f, c), vjp_fn = torch.func.vjp(self._split, x)
+        m = c.shape[0]
+        jac = x.new_empty((1 + m, x.shape[0]))
+        jac[0] = vjp_fn((torch.ones_like(f), torch.zeros_like(c)))[0]
+        if m:
+            zero = torch.zeros_like(f)
+            rows = torch.vmap(lambda ct: vjp_fn((zero, ct))[0])
+            step = self.chunk_size or m
+            for start in range(0, m, step):
+                stop = min(m, start + step)
+                basis = c.new_zeros((stop - start, m))  # rows start..stop-1 of the identity
+                basis[:, start:stop].fill_diagonal_(1.0)
+                jac[1 + start:1 + stop] = rows(basis)
+        return torch.cat([f.reshape(1), c]).detach(), jac
 
     def _loop_jacobian(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """The Jacobian by one ``autograd.grad`` call per output (the slow reference)."""

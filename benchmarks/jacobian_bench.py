@@ -78,13 +78,38 @@ def make_jax_problem(n: int, m: int, dtype):
     return fn, t
 
 
-def _time(fn, reps: int, sync) -> list:
-    out = []
+def _time(fn, reps: int, sync) -> dict:
+    """Wall and process-CPU seconds of ``reps`` calls, and their medians.
+
+    On a shared machine the wall clock includes waiting for a core; the process CPU time (all
+    threads) is the work done, which is what the speedups compare when the machine is loaded."""
+    wall, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         sync()
-        out.append(time.perf_counter() - t0)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {"median_s": statistics.median(wall), "median_cpu_s": statistics.median(cpu),
+            "times_s": wall, "cpu_times_s": cpu}
+
+
+def dense_bound(n: int, m: int, reps: int, device: str, sync) -> dict:
+    """The linear-algebra bound of this benchmark: ``m`` matrix-vector products with the
+    ``m x n`` matrix (what the loop must do) against one ``(m x m) @ (m x n)`` product (what
+    any vectorized reverse pass does with the cotangent basis)."""
+    import torch
+
+    A = torch.randn(m, n, dtype=torch.float64, device=device)
+    B = torch.randn(m, m, dtype=torch.float64, device=device)
+    v = torch.randn(m, dtype=torch.float64, device=device)
+    k = max(1, m // 10)
+    gemv = _time(lambda: [v @ A for _ in range(k)], reps, sync)
+    gemm = _time(lambda: B @ A, reps, sync)
+    out = {"gemm_median_s": gemm["median_s"], "gemm_median_cpu_s": gemm["median_cpu_s"],
+           "m_gemv_median_s": gemv["median_s"] * m / k,
+           "m_gemv_median_cpu_s": gemv["median_cpu_s"] * m / k}
+    out["bound_speedup"] = out["m_gemv_median_cpu_s"] / out["gemm_median_cpu_s"]
     return out
 
 
@@ -97,17 +122,29 @@ def jacobian_speed(n: int, m: int, reps: int, device: str, frameworks) -> dict:
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
         fn, t = make_torch_problem(n, m, device, torch.float64)
         x = (0.1 * t).clone()
-        for mode in ("loop", "rev"):
-            problem = ta.Problem(fn, n, mode=mode)
-            ev = problem(x)  # first call: output checks and mode resolution
+        problems = {"torch-loop": ta.Problem(fn, n, mode="loop"),
+                    "torch-jacrev": _JacrevProblem(fn, n), "torch": ta.Problem(fn, n, mode="rev")}
+        evs = {}
+        for key, problem in problems.items():
+            evs[key] = problem(x)  # first call: output checks and mode resolution
             sync()
-            assert tuple(ev.ci_grad.shape) == (n, m)
-            times = _time(lambda: problem(x), reps if mode == "rev" else max(1, reps // 2), sync)
-            res["torch-loop" if mode == "loop" else "torch"] = {"median_s": statistics.median(times),
-                                                                "times_s": times}
-        ref = ta.Problem(fn, n, mode="loop")(x)
-        fast = ta.Problem(fn, n, mode="rev")(x)
-        res["torch_max_abs_diff_vs_loop"] = float((ref.ci_grad - fast.ci_grad).abs().max())
+            assert tuple(evs[key].ci_grad.shape) == (n, m)
+        # alternate the variants rep by rep, so that a change in the machine's load hits all
+        runs = {key: [] for key in problems}
+        for rep in range(reps):
+            for key, problem in problems.items():
+                if key == "torch-loop" and rep >= max(1, reps // 2):
+                    continue
+                runs[key].append(_time(lambda: problem(x), 1, sync))
+        for key, rs in runs.items():
+            wall = [r["times_s"][0] for r in rs]
+            cpu = [r["cpu_times_s"][0] for r in rs]
+            res[key] = {"median_s": statistics.median(wall), "median_cpu_s": statistics.median(cpu),
+                        "times_s": wall, "cpu_times_s": cpu}
+        for key in ("torch-jacrev", "torch"):
+            res[key]["max_abs_diff_vs_loop"] = float(
+                (evs["torch-loop"].ci_grad - evs[key].ci_grad).abs().max())
+        res["dense_bound"] = dense_bound(n, m, reps, device, sync)
     if "jax" in frameworks:
         import jax
         import jax.numpy as jnp
@@ -121,15 +158,35 @@ def jacobian_speed(n: int, m: int, reps: int, device: str, frameworks) -> dict:
         ev = problem(x)
         jax.block_until_ready(ev.ci_grad)
         compile_s = time.perf_counter() - t0
-        times = _time(lambda: jax.block_until_ready(problem(x).ci_grad), reps, lambda: None)
-        res["jax"] = {"median_s": statistics.median(times), "times_s": times,
-                      "first_call_incl_compile_s": compile_s}
-    loop = res.get("torch-loop", {}).get("median_s")
-    if loop:
-        for k in ("torch", "jax"):
+        res["jax"] = _time(lambda: jax.block_until_ready(problem(x).ci_grad), reps, lambda: None)
+        res["jax"]["first_call_incl_compile_s"] = compile_s
+    if "torch-loop" in res:
+        for k in ("torch-jacrev", "torch", "jax"):
             if k in res:
-                res[k]["speedup_vs_torch_loop"] = loop / res[k]["median_s"]
+                res[k]["speedup_vs_torch_loop"] = res["torch-loop"]["median_s"] / res[k]["median_s"]
+                res[k]["speedup_vs_torch_loop_cpu"] = (res["torch-loop"]["median_cpu_s"]
+                                                       / res[k]["median_cpu_s"])
     return res
+
+
+class _JacrevProblem:
+    """The torch adapter's previous reverse mode, for comparison: ``torch.func.jacrev`` of the
+    stacked ``z = (f, c)``, which pushes all ``1 + m`` cotangents through every op."""
+
+    def __init__(self, fn, n):
+        from ncvx_ref.adapters import torch as ta
+
+        self.inner = ta.Problem(fn, n, mode="rev")
+
+    def __call__(self, x):
+        import torch
+        from ncvx_ref.evaluation import Evaluation
+
+        p = self.inner
+        if p.groups is None:
+            p._probe(x)
+        jac, z = torch.func.jacrev(p._stack, has_aux=True)(x)
+        return Evaluation(f=z[0], f_grad=jac[0], ci=z[1:], ci_grad=jac[1:].T)
 
 
 def memory_run(n: int, m: int, iters: int, device: str, frameworks) -> dict:
@@ -190,22 +247,33 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=200, help="iterations of the memory run")
     ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     ap.add_argument("--frameworks", default="torch,jax")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for torch and, with 1, for XLA too (0: the frameworks' defaults)")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--json", default=None, help="write the figures to this file")
     a = ap.parse_args()
     frameworks = [f for f in a.frameworks.split(",") if f]
+    if a.threads == 1:  # before jax is imported; XLA has no other thread-count switch
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
     if a.threads and "torch" in frameworks:
         import torch
         torch.set_num_threads(a.threads)
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "device": a.device,
-           "n": a.n, "m": a.m}
+           "threads": a.threads, "n": a.n, "m": a.m}
     out["jacobian"] = jacobian_speed(a.n, a.m, a.reps, a.device, frameworks)
     for k, v in out["jacobian"].items():
-        if isinstance(v, dict):
-            extra = (f"  ({v['speedup_vs_torch_loop']:.1f}x vs loop)" if "speedup_vs_torch_loop" in v
-                     else "")
-            print(f"jacobian {a.m} x {a.n} {k:<11} median {v['median_s'] * 1e3:9.1f} ms{extra}")
+        if k == "dense_bound":
+            print(f"bound: {a.m} matrix-vector products {v['m_gemv_median_cpu_s'] * 1e3:.1f} ms "
+                  f"CPU vs one ({a.m} x {a.m}) @ ({a.m} x {a.n}) product "
+                  f"{v['gemm_median_cpu_s'] * 1e3:.1f} ms CPU: {v['bound_speedup']:.1f}x")
+        elif isinstance(v, dict):
+            extra = (f"  ({v['speedup_vs_torch_loop']:.1f}x vs loop; CPU time "
+                     f"{v['median_cpu_s'] * 1e3:.1f} ms, {v['speedup_vs_torch_loop_cpu']:.1f}x)"
+                     if "speedup_vs_torch_loop" in v else
+                     f"  (CPU time {v['median_cpu_s'] * 1e3:.1f} ms)")
+            print(f"jacobian {a.m} x {a.n} {k:<12} median {v['median_s'] * 1e3:9.1f} ms{extra}")
     if not a.skip_memory:
         out["memory"] = memory_run(a.mem_n, a.mem_m, a.iters, a.device, frameworks)
         for k, v in out["memory"].items():

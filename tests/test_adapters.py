@@ -285,6 +285,39 @@ def test_mode_auto_picks_forward_for_tall_jacobians():
     np.testing.assert_allclose(np.asarray(ej.ci_grad), er.ci_grad.numpy(), rtol=1e-15)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the constant groups' AdapterWarning
+@pytest.mark.parametrize("chunk_size", [None, 1, 2, 7])
+def test_torch_reverse_mode_equals_the_loop_of_backward_passes(chunk_size):
+    """Reverse mode (f by one backward, constraint rows by vmapped backwards in chunks) gives the
+    loop's values and gradients, for both groups, constant groups and no constraints at all."""
+    x = torch.tensor([0.3, -0.2, 0.5, 1.0], dtype=torch.float64)
+    cases = {
+        "both groups": lambda x: (torch.sum(torch.abs(x)) + torch.sum(x ** 2),
+                                  [x[0] * x[1], torch.tanh(x)], {"a": torch.sum(x) - 1.0}),
+        "objective only": lambda x: torch.sum(torch.relu(x) ** 3),
+        "constant constraints": lambda x: (torch.sum(x ** 2), torch.ones(2, dtype=x.dtype)),
+        "constant objective": lambda x: (torch.tensor(1.0, dtype=x.dtype), x[:3] ** 2),
+    }
+    for name, fn in cases.items():
+        rev = torch_adapter.Problem(fn, 4, mode="rev", chunk_size=chunk_size)
+        loop = torch_adapter.Problem(fn, 4, mode="loop")
+        er, el = rev(x), loop(x)
+        assert rev._resolved_mode == "rev"
+        for field in ("f", "f_grad", "ci", "ci_grad", "ce", "ce_grad"):
+            got, want = getattr(er, field), getattr(el, field)
+            assert (got is None) == (want is None), f"{name}: {field}"
+            if want is not None:
+                torch.testing.assert_close(got, want, rtol=1e-15, atol=1e-15,
+                                           msg=lambda m: f"{name}: {field}: {m}")
+                assert not got.requires_grad
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_torch_chunk_size_must_be_a_positive_int(bad):
+    with pytest.raises(AdapterError, match="chunk_size"):
+        torch_adapter.Problem(lambda x: torch.sum(x), 3, chunk_size=bad)
+
+
 def test_jax_pytree_variables_in_leaf_order():
     params = {"z": jnp.ones((2,)), "a": {"w": jnp.arange(6.0).reshape(2, 3)}}
     problem = jax_adapter.Problem(lambda p: (jnp.sum(p["a"]["w"] ** 2) + jnp.sum(p["z"]),), pytree=params)
