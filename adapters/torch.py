@@ -225,15 +225,23 @@ class Problem:
 
     def jacobian(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """``(z, J)``: the stacked outputs ``(1 + m,)`` and their Jacobian ``(1 + m, n)``."""
+        z, f_grad, c_grad = self.derivatives(x)
+        return z, torch.cat([f_grad[None], c_grad.T])
+
+    def derivatives(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(z, f_grad, c_grad)``: the stacked outputs ``(1 + m,)``, the objective's gradient
+        ``(n,)`` and the constraint gradients as the columns of an ``(n, m)`` array (the core's
+        layout; a view, so the vectorized pass's result is handed on without a copy)."""
         if self.groups is None:
             self._probe(x)
         x = x.detach()
         mode = self._resolved_mode
         if mode == "loop":
-            return self._loop_jacobian(x)
+            z, jac = self._loop_jacobian(x)
+            return z, jac[0], jac[1:].T
         try:
             if mode == "rev":
-                return self._reverse_jacobian(x)
+                return self._reverse_derivatives(x)
             jac, z = torch.func.jacfwd(self._stack, has_aux=True)(x)  # jacfwd has no chunk_size
         except RuntimeError as e:
             if "vmap" in str(e) or "batching" in str(e).lower():
@@ -245,7 +253,7 @@ class Problem:
             # torch 2.x forward mode promotes some tangents to float64 (e.g. of `sum(b) - 1.0`
             # for a 0-d float32 result); the values are right, only the dtype drifts
             jac = jac.to(x.dtype)
-        return z, jac
+        return z, jac[0], jac[1:].T
 
     def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """x -> (f, c): the objective (0-d) and the constraints stacked as ``(c_I, c_E)``."""
@@ -254,26 +262,32 @@ class Problem:
         parts += [a.reshape(-1) for a in group_arrays(ce, "the equality constraints")]
         return f.reshape(()), (torch.cat(parts) if parts else x.new_zeros(0))
 
-    def _reverse_jacobian(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """One forward pass; ``f``'s gradient by one backward pass, the constraint rows by
-        vmapped backward passes (``chunk_size`` rows at a time) written into one ``(1 + m, n)``
-        array.  The objective's cotangent stays an unbatched zero in the vmapped passes, so
-        the part of the graph that only ``f`` uses is not batched (the engine still visits it,
-        at the cost of one unbatched backward)."""
+    def _reverse_derivatives(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """One forward pass; ``f``'s gradient by one backward pass, the constraint gradients by
+        backward passes vmapped over the cotangent basis (``chunk_size`` rows at a time).  The
+        objective's cotangent stays an unbatched zero in the vmapped passes, so the part of the
+        graph that only ``f`` uses is not batched (the engine still visits it, at the cost of one
+        unbatched backward)."""
         (f, c), vjp_fn = torch.func.vjp(self._split, x)
         m = c.shape[0]
-        jac = x.new_empty((1 + m, x.shape[0]))
-        jac[0] = vjp_fn((torch.ones_like(f), torch.zeros_like(c)))[0]
-        if m:
-            zero = torch.zeros_like(f)
-            rows = torch.vmap(lambda ct: vjp_fn((zero, ct))[0])
-            step = self.chunk_size or m
-            for start in range(0, m, step):
-                stop = min(m, start + step)
-                basis = c.new_zeros((stop - start, m))  # rows start..stop-1 of the identity
-                basis[:, start:stop].fill_diagonal_(1.0)
-                jac[1 + start:1 + stop] = rows(basis)
-        return torch.cat([f.reshape(1), c]).detach(), jac
+        f_grad = vjp_fn((torch.ones_like(f), torch.zeros_like(c)))[0]
+        zero = torch.zeros_like(f)
+        rows = torch.vmap(lambda ct: vjp_fn((zero, ct))[0])
+        step = self.chunk_size or max(m, 1)
+        chunks = []
+        for start in range(0, m, step):
+            stop = min(m, start + step)
+            basis = c.new_zeros((stop - start, m))  # rows start..stop-1 of the identity
+            basis[:, start:stop].fill_diagonal_(1.0)
+            chunks.append(rows(basis).T)  # (n, rows): torch's batched matmul backward already
+            # returns this layout, so the transpose is free
+        if len(chunks) == 1:
+            c_grad = chunks[0]
+        elif chunks:
+            c_grad = torch.cat(chunks, dim=1)
+        else:
+            c_grad = x.new_zeros((x.shape[0], 0))
+        return torch.cat([f.reshape(1), c]).detach(), f_grad, c_grad
 
     def _loop_jacobian(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """The Jacobian by one ``autograd.grad`` call per output (the slow reference)."""
@@ -291,7 +305,7 @@ class Problem:
         return z.detach(), torch.stack(rows)
 
     def __call__(self, x: Tensor) -> Evaluation:
-        z, jac = self.jacobian(x)
+        z, f_grad, c_grad = self.derivatives(x)
         groups = self.groups
         if z.shape[0] != 1 + groups.m:
             raise AdapterError(f"the function returned {z.shape[0] - 1} constraint values, but "
@@ -300,10 +314,10 @@ class Problem:
         mi, me = groups.m_ineq, groups.m_eq
         ci = ci_grad = ce = ce_grad = None
         if mi:
-            ci, ci_grad = z[1:1 + mi], jac[1:1 + mi].T  # n x m_I view: columns are gradients
+            ci, ci_grad = z[1:1 + mi], c_grad[:, :mi]  # n x m_I: columns are gradients
         if me:
-            ce, ce_grad = z[1 + mi:], jac[1 + mi:].T
-        return Evaluation(f=z[0], f_grad=jac[0], ci=ci, ci_grad=ci_grad, ce=ce, ce_grad=ce_grad)
+            ce, ce_grad = z[1 + mi:], c_grad[:, mi:]
+        return Evaluation(f=z[0], f_grad=f_grad, ci=ci, ci_grad=ci_grad, ce=ce, ce_grad=ce_grad)
 
 
 def load_parameters(module: torch.nn.Module, values: Mapping[str, Tensor]) -> None:
