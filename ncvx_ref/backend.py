@@ -71,7 +71,10 @@ class Backend:
 
     def from_host(self, a: np.ndarray) -> Array:
         """Host float64 data (a QP answer, a random direction) to the run's device and dtype."""
-        return self.asarray(np.ascontiguousarray(a))
+        a = np.ascontiguousarray(a)
+        if self.host_f64 and a.dtype == _F64:
+            return a  # what ``asarray`` returns for it (no copy)
+        return self.asarray(a)
 
     # -- reductions returning Python scalars ------------------------------------------------
     def dot(self, a: Array, b: Array) -> float:

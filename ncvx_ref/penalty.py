@@ -76,7 +76,7 @@ def _column_sum(xp, J, mask, backend: Backend):
     add exact zeros.  Only an inf/NaN in an *unselected* column could leak in (``0 * inf``), so
     a non-finite product is recomputed the slow, exact way.
     """
-    out = J @ xp.astype(mask, J.dtype)
+    out = J @ (mask.astype(J.dtype) if backend.host_f64 else xp.astype(mask, J.dtype))
     if backend.all_finite(out):
         return out
     return xp.sum(xp.where(mask[None, :], J, xp.zeros_like(J)), axis=1)
@@ -97,7 +97,7 @@ def penalty_point(x: Array, ev: Evaluation, mu: float, backend: Backend,
     gi = ge = None
     if ev.ci is not None:
         active = ev.ci >= 0  # GRANSO: a constraint exactly at 0 is "active"; NaN is not
-        v = xp.where(active, ev.ci, xp.zeros_like(ev.ci))
+        v = xp.where(active, ev.ci, 0.0 if backend.host_f64 else xp.zeros_like(ev.ci))
         tvi = backend.max(v)
         tvi_l1 = backend.sum(v)
         gi = _column_sum(xp, ev.ci_grad, active, backend)

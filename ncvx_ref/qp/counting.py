@@ -36,7 +36,7 @@ class CountingQPSolver:
             raise QPSolverError(f"{self.name} failed on a {qp.kind} QP of size {qp.size}: "
                                 f"{type(exc).__name__}: {exc}") from exc
         y = np.asarray(y, dtype=np.float64).reshape(-1) if y is not None else np.zeros(0)
-        if y.size != qp.size or not np.all(np.isfinite(y)):
+        if y.size != qp.size or np.count_nonzero(np.isfinite(y)) != y.size:
             self.failures += 1
             what = "an empty answer" if y.size == 0 else (
                 f"an answer of size {y.size}" if y.size != qp.size else "a non-finite answer")

@@ -65,9 +65,16 @@ class BoxQP:
     A: Any = None  # (n, k) host ndarray or scipy.sparse matrix: Q = Aᵀ M A (structured form)
     M: Any = None  # (n, n) SPD metric of the structured form, a float c (c·I), None = identity
 
-    def __post_init__(self) -> None:
-        if self.__dict__.get("_Q") is None and self.A is None:
+    def __init__(self, Q: Optional[np.ndarray], q: np.ndarray, lb: np.ndarray, ub: np.ndarray,
+                 eq_coeffs: Optional[np.ndarray] = None, eq_rhs: float = 0.0,
+                 kind: Literal["steering", "stationarity", "other"] = "other", A: Any = None,
+                 M: Any = None) -> None:
+        # The dataclass's own __init__ (kept out: a user-written one takes precedence) sets the
+        # frozen fields one object.__setattr__ at a time; the method builds a QP per solve.
+        if Q is None and A is None:
             raise ValueError("BoxQP needs either a dense `Q` or the structure `A` (and `M`).")
+        self.__dict__.update(_Q=Q, q=q, lb=lb, ub=ub, eq_coeffs=eq_coeffs, eq_rhs=eq_rhs,
+                             kind=kind, A=A, M=M)
 
     @property
     def size(self) -> int:
