@@ -99,7 +99,7 @@ class BFGSInverseHessian:
         yHy = b.dot(y, Hy)
         kappa = max(rho * rho * yHy + rho, 0.0)
         w = math.sqrt(kappa) * s
-        H_new = _bfgs_matrix(self.dense, u, s, w, b)
+        H_new = _bfgs_matrix(self._H, u, s, w, b, identity_scale=self._gamma_identity)
         if H_new is None:
             c.infnan_fails += 1
             return SKIPPED_INFNAN
@@ -114,34 +114,53 @@ class BFGSInverseHessian:
         return self.dense
 
 
-_BLOCK_ELEMENTS = 1 << 20  # rows per block * n: bounds the temporaries of the blocked update
+#: rows per block * n of the blocked NumPy update: the block and its temporaries (~4 arrays of
+#: this many elements) stay in a core's L2 cache, so each element of ``H`` is read once and
+#: the new matrix written once.
+_BLOCK_ELEMENTS = 1 << 14
 
 
-def _bfgs_matrix(H, u, s, w, backend: Backend):
+def _bfgs_matrix(H, u, s, w, backend: Backend, identity_scale: Optional[float] = None):
     """``H − (Mᵀ + M) + w wᵀ`` with ``M = u sᵀ`` (§11.2), or None if it has an inf/NaN.
 
     Elementwise this is ``(H_ij − (u_j s_i + u_i s_j)) + w_i w_j`` — the exact arithmetic of the
-    spec.  On NumPy it is computed in row blocks into one new ``n x n`` array, so no other
-    ``n x n`` temporary exists (GRANSO's form needs about five); other namespaces use the
-    direct expression.
+    spec.  ``H`` None means ``H = identity_scale · I`` (never formed).  On NumPy it is computed
+    in cache-sized row blocks into one new ``n x n`` array, so no other ``n x n`` array exists
+    (GRANSO's form needs about five) and the rows of a scaled identity are formed block by
+    block; other namespaces use the direct expression.
     """
     import numpy as np
 
-    if not isinstance(H, np.ndarray):
+    if not isinstance(u, np.ndarray):
+        if H is None:
+            H = identity_scale * backend.eye(int(u.shape[0]))
         M = u[:, None] * s[None, :]
         out = H - (M.T + M) + w[:, None] * w[None, :]
         return out if backend.all_finite(out) else None
-    n = H.shape[0]
-    out = np.empty_like(H)
-    rows = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    n = u.shape[0]
+    out = np.empty((n, n), dtype=u.dtype if H is None else H.dtype)
+    rows = max(1, min(n, _BLOCK_ELEMENTS // max(n, 1)))
+    tmp = np.empty((rows, n), dtype=out.dtype)
+    finite = np.empty((rows, n), dtype=bool)
+    eye_rows = None if H is not None else np.empty((rows, n), dtype=out.dtype)
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
-        block = out[i0:i1]
+        r = i1 - i0
+        block, t, fin = out[i0:i1], tmp[:r], finite[:r]
+        if H is None:  # rows i0:i1 of identity_scale * I, exactly as the formed matrix has them
+            h = eye_rows[:r]
+            h.fill(0.0)
+            h[np.arange(r), np.arange(i0, i1)] = 1.0
+            np.multiply(identity_scale, h, out=h)
+        else:
+            h = H[i0:i1]
         np.multiply(s[i0:i1, None], u[None, :], out=block)  # (Mᵀ)_ij = u_j s_i
-        block += u[i0:i1, None] * s[None, :]  # + M_ij = u_i s_j
-        np.subtract(H[i0:i1], block, out=block)
-        block += w[i0:i1, None] * w[None, :]
-        if not np.isfinite(block).all():
+        np.multiply(u[i0:i1, None], s[None, :], out=t)  # M_ij = u_i s_j
+        block += t
+        np.subtract(h, block, out=block)
+        np.multiply(w[i0:i1, None], w[None, :], out=t)
+        block += t
+        if not np.isfinite(block, out=fin).all():
             return None
     return out
 
@@ -179,18 +198,9 @@ class LBFGSInverseHessian:
         return len(self._S)
 
     def apply(self, V: Array) -> Array:
-        vector = len(V.shape) == 1
-        Q = V[:, None] if vector else V
-        alphas = []
-        for s, y, rho in zip(reversed(self._S), reversed(self._Y), reversed(self._rho)):
-            a = rho * (s @ Q)  # (k,)
-            Q = Q - y[:, None] * a[None, :]
-            alphas.append(a)
-        R = self.gamma * (Q if self._H0 is None else self._H0 @ Q)
-        for s, y, rho, a in zip(self._S, self._Y, self._rho, reversed(alphas)):
-            beta = rho * (y @ R)
-            R = R + s[:, None] * (a - beta)[None, :]
-        return R[:, 0] if vector else R
+        if self._S and _numpy_in_place_ok(V, self._S[0]):
+            return _two_loop_numpy(self._S, self._Y, self._rho, self.gamma, self._H0, V)
+        return _two_loop(self._S, self._Y, self._rho, self.gamma, self._H0, V)
 
     def update(self, s: Array, y: Array, sty: float, damped: bool) -> int:
         c = self.counts
@@ -233,6 +243,80 @@ class LBFGSInverseHessian:
             S = Y = self._b.zeros((self.n, 0))
         return {"S": S, "Y": Y, "rho": self._b.asarray(self._rho) if self._rho else self._b.zeros((0,)),
                 "gamma": self.gamma}
+
+
+def _two_loop(S, Y, RHO, gamma, H0, V):
+    """The two-loop recursion ``H V`` (§11.4) in any namespace (``V`` is ``(n,)`` or ``(n, k)``)."""
+    vector = len(V.shape) == 1
+    Q = V[:, None] if vector else V
+    alphas = []
+    for s, y, rho in zip(reversed(S), reversed(Y), reversed(RHO)):
+        a = rho * (s @ Q)  # (k,)
+        Q = Q - y[:, None] * a[None, :]
+        alphas.append(a)
+    R = gamma * (Q if H0 is None else H0 @ Q)
+    for s, y, rho, a in zip(S, Y, RHO, reversed(alphas)):
+        beta = rho * (y @ R)
+        R = R + s[:, None] * (a - beta)[None, :]
+    return R[:, 0] if vector else R
+
+
+#: up to this many columns the NumPy two-loop recursion updates column by column (long
+#: contiguous loops); wider blocks use one broadcast operation per update (long rows).
+_COLUMN_WISE_MAX = 8
+
+
+def _numpy_in_place_ok(V, s) -> bool:
+    """Whether :func:`_two_loop_numpy` applies: NumPy arrays, ``V`` C-contiguous (a vector or
+    ``(n, k)``), so its working matrix has the layout the generic recursion's arrays have."""
+    import numpy as np
+
+    return (isinstance(V, np.ndarray) and isinstance(s, np.ndarray) and V.ndim in (1, 2)
+            and V.flags.c_contiguous and V.dtype == s.dtype)
+
+
+def _two_loop_numpy(S, Y, RHO, gamma, H0, V):
+    """:func:`_two_loop` on NumPy, bit for bit.
+
+    The same operations on the same values as the generic code — every ``s @ Q`` on a
+    C-contiguous ``(n, k)`` matrix, every update ``Q_ij − y_i a_j`` / ``R_ij + s_i c_j`` as one
+    product and one sum — but written into one working matrix instead of two new arrays per
+    pair, and column by column for narrow ``V`` (NumPy's broadcast loops over rows of 1-3
+    elements cost ~5x the arithmetic).
+    """
+    import numpy as np
+
+    vector = V.ndim == 1
+    Q = V[:, None] if vector else V
+    n, k = Q.shape
+    by_column = k <= _COLUMN_WISE_MAX
+    W = np.empty((n, k), dtype=V.dtype)  # the working matrix: Q, then R
+    T = np.empty(n if by_column else (n, k), dtype=V.dtype)
+
+    def add_outer(out, src, v, c, subtract):  # out = src ∓ v cᵀ, elementwise
+        op = np.subtract if subtract else np.add
+        if by_column:
+            for j in range(k):
+                np.multiply(v, c[j], out=T)
+                op(src[:, j], T, out=out[:, j])
+        else:
+            np.multiply(v[:, None], c[None, :], out=T)
+            op(src, T, out=out)
+
+    alphas = []
+    for s, y, rho in zip(reversed(S), reversed(Y), reversed(RHO)):
+        a = rho * (s @ Q)  # (k,)
+        add_outer(W, Q, y, a, subtract=True)
+        Q = W
+        alphas.append(a)
+    if H0 is None:
+        R = np.multiply(gamma, W, out=W)
+    else:
+        R = gamma * (H0 @ W)
+    for s, y, rho, a in zip(S, Y, RHO, reversed(alphas)):
+        beta = rho * (y @ R)
+        add_outer(R, R, s, a - beta, subtract=False)
+    return R[:, 0] if vector else R
 
 
 def _flat_list(a) -> list:

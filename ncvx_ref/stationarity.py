@@ -4,6 +4,14 @@
 :class:`NeighbourhoodCache` keeps the last ``ngrad`` gradient samples with triangle-inequality
 distance estimates; :func:`stationarity` builds and solves the stationarity QP with GRANSO's
 fallbacks (identity metric, then eigenvalue clipping).
+
+Backends that compile every operation once per array shape (JAX, see
+:func:`compiles_per_shape`) would compile anew each time the number of samples in the
+neighbourhood reaches a new value, and keep every compiled kernel: memory would grow for
+hundreds of iterations.  For them the gradient matrix is built in chunks of a fixed number of
+samples (:data:`FIXED_SHAPE_CHUNK`, zero samples filling the last chunk), so every device
+operation sees the same shapes for the whole run; the ``Q`` blocks are assembled on the host.
+NumPy and the other eager backends use one matrix of the samples present.
 """
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
+import array_api_compat as aac
 import numpy as np
 
 from .backend import Backend, to_host
@@ -19,6 +28,20 @@ from .qp.interface import BoxQP, QPSolverError
 from .qp.lifted import host_gradients, host_metric, wants_structure
 
 Array = Any
+
+
+#: samples per chunk of the gradient matrix on fixed-shape backends (or the cache capacity, if
+#: smaller): at most this many zero samples of padding, and ``(l / chunk)²`` small ``Q`` blocks
+FIXED_SHAPE_CHUNK = 5
+
+
+def compiles_per_shape(xp) -> bool:
+    """Whether the namespace compiles each eager operation once per new array shape (JAX).
+
+    Such a backend keeps every compiled kernel (a few MiB each) for the rest of the process, so
+    arrays whose shape changes from iteration to iteration make the memory grow.
+    """
+    return aac.is_jax_namespace(xp)
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,17 @@ class NeighbourhoodCache:
         self._norms: List[Optional[float]] = [None] * capacity  # memoized ‖z_j‖
         self._filled = 0
         self._last = -1
+        self._zero: Optional[GradientSample] = None
+
+    def zero_sample(self, like: GradientSample) -> GradientSample:
+        """A sample with all-zero gradients shaped like ``like`` (padding on fixed-shape backends)."""
+        if self._zero is None:
+            zeros = self._b.zeros
+            self._zero = GradientSample(
+                like.x, zeros(tuple(like.f_grad.shape)),
+                None if like.ci_grad is None else zeros(tuple(like.ci_grad.shape)),
+                None if like.ce_grad is None else zeros(tuple(like.ce_grad.shape)))
+        return self._zero
 
     def add_and_query(self, sample: GradientSample) -> List[GradientSample]:
         b = self._b
@@ -94,7 +128,12 @@ def stationarity(pt: PenaltyPoint, cache: NeighbourhoodCache, apply_Hqp: Callabl
     if s <= opt_tol:
         return StationarityResult(pt.p_grad, s, 0, 1)
     samples = cache.add_and_query(GradientSample(pt.x, pt.f_grad, pt.ci_grad, pt.ce_grad))
-    vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend)
+    chunks = None
+    if compiles_per_shape(backend.xp):
+        size = min(cache.capacity, FIXED_SHAPE_CHUNK)
+        padded = samples + [cache.zero_sample(samples[0])] * (-len(samples) % size)
+        chunks = [padded[i:i + size] for i in range(0, len(padded), size)]
+    vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend, chunks)
     return StationarityResult(vec, backend.norm(vec), n_qp, len(samples))
 
 
@@ -116,10 +155,81 @@ def _qp_vectors(pt: PenaltyPoint, l: int):
     return q, lb, ub, eq, mu
 
 
+def _gradient_matrix(samples: List[GradientSample], xp):
+    """``A = [JE samples | f-grad samples | JI samples]`` (§10.3), on the device."""
+    cols = [s.ce_grad for s in samples if s.ce_grad is not None]
+    cols += [xp.stack([s.f_grad for s in samples], axis=1)]
+    cols += [s.ci_grad for s in samples if s.ci_grad is not None]
+    return cols[0] if len(cols) == 1 else xp.concat(cols, axis=1)
+
+
+class _GradientBlocks:
+    """``A`` and ``H_QP A`` of the stationarity QP, whole or in chunks of samples (§10.3).
+
+    ``chunks`` None: one matrix of the ``l`` samples (NumPy and other eager backends).  Else a
+    list of equally long sample lists, the last padded with zero samples: each chunk is its own
+    ``[JE | f-grads | JI]`` matrix of a fixed shape, and the host assembles ``Q`` from the
+    chunk-by-chunk products, keeping the rows and columns of the samples present.
+    """
+
+    def __init__(self, samples, chunks, apply_Hqp, m_e: int, m_i: int, backend: Backend):
+        xp = backend.xp
+        self.backend = backend
+        if chunks is None:
+            self.A = [_gradient_matrix(samples, xp)]
+            self.where = None
+        else:
+            self.A = [_gradient_matrix(c, xp) for c in chunks]
+            self.where = [_global_columns(b, len(chunks[0]), len(samples), m_e, m_i)
+                          for b in range(len(chunks))]
+        self.HA = [apply_Hqp(a) for a in self.A]
+        self.k = len(samples) * (1 + m_e + m_i)
+
+    def gram(self, metric: bool) -> np.ndarray:
+        """``Aᵀ H_QP A`` (``metric``) or ``Aᵀ A`` on the host, ``k x k`` (not yet symmetrized)."""
+        right = self.HA if metric else self.A
+        if self.where is None:
+            return to_host(self.A[0].T @ right[0])
+        Q = np.empty((self.k, self.k))
+        for i, (Ai, wi) in enumerate(zip(self.A, self.where)):
+            keep_i = wi >= 0
+            for j, (Rj, wj) in enumerate(zip(right, self.where)):
+                keep_j = wj >= 0
+                Q[np.ix_(wi[keep_i], wj[keep_j])] = to_host(Ai.T @ Rj)[np.ix_(keep_i, keep_j)]
+        return Q
+
+    def combine(self, y: np.ndarray):
+        """``(H_QP A) y`` on the device, for the host QP answer ``y``."""
+        if self.where is None:
+            return self.HA[0] @ self.backend.from_host(y)
+        out = None
+        for HAb, wb in zip(self.HA, self.where):
+            yb = np.zeros(wb.shape[0])
+            keep = wb >= 0
+            yb[keep] = y[wb[keep]]
+            part = HAb @ self.backend.from_host(yb)
+            out = part if out is None else out + part
+        return out
+
+
+def _global_columns(b: int, size: int, l: int, m_e: int, m_i: int) -> np.ndarray:
+    """For chunk ``b`` of ``size`` samples: each column's index among the QP variables of the
+    ``l`` samples present (``[JE of all | f of all | JI of all]``), or -1 for padding."""
+    g = b * size + np.arange(size)  # the chunk's samples' global numbers
+    ce = g[:, None] * m_e + np.arange(m_e)[None, :]
+    f = l * m_e + g
+    ci = l * (m_e + 1) + g[:, None] * m_i + np.arange(m_i)[None, :]
+    cols = np.concatenate([ce.ravel(), f, ci.ravel()])
+    present = np.concatenate([np.repeat(g < l, m_e), g < l, np.repeat(g < l, m_i)])
+    return np.where(present, cols, -1)
+
+
 def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, qp_solver,
-                    backend: Backend):
-    """§10.3: build A, Q, q and the bounds; solve with fallbacks; ``d = −(H_QP A) y``."""
-    xp = backend.xp
+                    backend: Backend, chunks: Optional[List[List[GradientSample]]] = None):
+    """§10.3: build A, Q, q and the bounds; solve with fallbacks; ``d = −(H_QP A) y``.
+
+    ``chunks``: the samples in fixed-size chunks (fixed-shape backends, see :class:`_GradientBlocks`).
+    """
     l = len(samples)
     n = int(pt.x.shape[0])
     m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
@@ -128,12 +238,8 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
         available, M = host_metric(apply_Hqp, n, backend)
         if available:
             return _termination_qp_structured(pt, samples, apply_Hqp, M, qp_solver, backend)
-    cols = [s.ce_grad for s in samples if s.ce_grad is not None]
-    cols += [xp.stack([s.f_grad for s in samples], axis=1)]
-    cols += [s.ci_grad for s in samples if s.ci_grad is not None]
-    A = cols[0] if len(cols) == 1 else xp.concat(cols, axis=1)
-    HA = apply_Hqp(A)
-    Q = to_host(A.T @ HA)
+    blocks = _GradientBlocks(samples, chunks, apply_Hqp, m_e, m_i, backend)
+    Q = blocks.gram(metric=True)
     Q = (Q + Q.T) / 2
     q, lb, ub, eq, mu = _qp_vectors(pt, l)
 
@@ -141,7 +247,7 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
         return qp_solver.solve(BoxQP(Qk, q, lb, ub, eq_coeffs=eq, eq_rhs=mu, kind="stationarity"))
 
     def identity_Q():
-        Qi = to_host(A.T @ A)
+        Qi = blocks.gram(metric=False)
         return (Qi + Qi.T) / 2
 
     def clipped_Q():
@@ -153,7 +259,7 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
             y = attempt(make_Q())
         except (QPSolverError, np.linalg.LinAlgError):
             continue
-        return -(HA @ backend.from_host(y)), n_qp
+        return -blocks.combine(y), n_qp
     return backend.full((int(pt.x.shape[0]),), math.inf), 4
 
 
@@ -184,7 +290,6 @@ def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], 
                                       kind="stationarity", A=A, M=make_M()))
         except (QPSolverError, np.linalg.LinAlgError):
             continue
-        y = backend.from_host(y)
         m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
         m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
         Ay = _combine(samples, y, m_e, m_i, backend)
@@ -192,21 +297,25 @@ def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], 
     return backend.full((int(pt.x.shape[0]),), math.inf), 4
 
 
-def _combine(samples: List[GradientSample], y, m_e: int, m_i: int, backend: Backend):
-    """``A y`` for ``A = [JE samples | f-grad samples | JI samples]``, block by block on the device."""
+def _combine(samples: List[GradientSample], y: np.ndarray, m_e: int, m_i: int, backend: Backend):
+    """``A y`` for ``A = [JE samples | f-grad samples | JI samples]``, block by block on the device.
+
+    ``y`` (the host QP answer) is cut into blocks on the host, so the device sees the same
+    shapes at every call.
+    """
     l = len(samples)
     out = backend.zeros((int(samples[0].x.shape[0]),))
     pos = 0
     for s in samples:
         if s.ce_grad is not None:
-            out = out + s.ce_grad @ y[pos:pos + m_e]
+            out = out + s.ce_grad @ backend.from_host(y[pos:pos + m_e])
             pos += m_e
     for s in samples:
-        out = out + y[pos] * s.f_grad
+        out = out + float(y[pos]) * s.f_grad
         pos += 1
     for s in samples:
         if s.ci_grad is not None:
-            out = out + s.ci_grad @ y[pos:pos + m_i]
+            out = out + s.ci_grad @ backend.from_host(y[pos:pos + m_i])
             pos += m_i
     assert pos == l * (1 + m_e + m_i)
     return out
