@@ -153,8 +153,7 @@ class Problem:
                  mode: str = "auto", chunk_size: Optional[int] = None):
         if mode not in _MODES:
             raise AdapterError(f"`mode` must be one of {_MODES}, got {mode!r}")
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                       or chunk_size < 1):
+        if chunk_size is not None and (type(chunk_size) is not int or chunk_size < 1):
             raise AdapterError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}")
         self.fn = fn
         self.layout = _layout(variables, module)

@@ -5,10 +5,44 @@
 
    - ``torch-loop``: the torch adapter's ``mode="loop"``, i.e. one forward pass and then one
      ``torch.autograd.grad`` call per output (what a loop of backward passes costs);
-   - ``torch``: the torch adapter (``torch.func.jacrev``: one forward, one vmapped backward);
-   - ``jax``: the JAX adapter (jit-compiled ``jax.jacrev``; compile time reported separately).
+   - ``torch-jacrev``: the torch adapter's reverse mode before (``torch.func.jacrev`` of the
+     stacked ``z = (f, c)``: all ``1 + m`` cotangents pushed through every op, ``f``'s too);
+   - ``torch``: the torch adapter's reverse mode (one forward under ``torch.func.vjp``; ``f``'s
+     gradient by one plain backward; the ``m`` constraint rows by one backward ``vmap``-ped
+     over the cotangent basis, in which ``f``'s part of the graph stays unbatched);
+   - ``jax``: the JAX adapter (jit-compiled ``jax.jacrev``; compile time reported separately);
+   - ``dense_bound``: ``m`` matrix-vector products with ``A`` against one
+     ``(m x m) @ (m x n)`` product, and the loop's time over that product's.
+
+   The variants alternate rep by rep (the loop in half the reps); wall-clock and process-CPU
+   medians are reported.  On a shared machine compare the CPU times: the wall clock includes
+   waiting for a core, which hits the variants unevenly (a run that timed JAX after torch
+   read JAX 13.2x faster than the loop by the wall clock, 5.3x by CPU time).  ``--threads 1``
+   gives torch and XLA (``XLA_FLAGS``) one thread each: both sides work on one core.
 
    Target (issue 5): each vectorized adapter >= 10x faster than the loop.
+
+   **Measured** (2-core AMD EPYC VM shared with other jobs, torch 2.13 CPU (MKL), jax 0.10.2
+   CPU, float64, ``--threads 1``, medians of 7 alternating reps, loop 3; CPU time, three runs):
+   loop 5.07-5.67 s; ``torch-jacrev`` 1.22-1.34 s (3.8-4.6x); ``torch`` 0.96-1.02 s
+   (5.0-5.9x, 17-24% less than ``torch-jacrev`` in each run); ``jax`` 0.86-0.97 s
+   (5.2-6.6x).  **Not met**, by either adapter.
+
+   **What bounds it.**  Any vectorized reverse pass pushes the ``m x m`` cotangent basis
+   through the backward of ``A @ x``: one dense ``(m x m) @ (m x n)`` product, ``2 m^2 n =
+   2e10`` flops, compute-bound (0.53-0.59 s on one core here), where the loop does ``m``
+   matrix-vector products, each memory-bound (reading ``A``'s 80 MB: ~4 ms).  Their ratio is
+   ``4 x flop rate / memory bandwidth`` (bytes/s) in float64: 6.7-7.7x on this machine, and
+   the loop over the product alone is 8.8-9.6x: a pass that did *nothing but* the product
+   would still miss 10x.  What the adapters add on top of the product: torch ~0.4 s (the vmapped
+   backward's elementwise passes over ``(m, n)`` arrays: ``||V_j||^2``'s backward, the
+   gradient accumulation; torch's batched matrix-vector backward returns an ``(n, m)``-major
+   array, so the adds mix layouts), JAX ~0.3-0.4 s (XLA fuses more).  A machine with a higher
+   flop-to-bandwidth ratio (several cores on the product, a GPU) moves the bound; a
+   structured ``A`` (sparse, low-rank) needs structure-aware differentiation, not ``vmap``.
+   ``chunk_size`` (125-500) did not help (thinner products: 1.13 s unchunked vs 1.17-1.31 s);
+   ``autograd.grad(..., is_grads_batched=True)`` is much slower here (torch 2.13 batches the
+   matrix-vector backward as a ``bmm`` over an expanded ``A``: 93 ms per row).
 
 2. **Memory over a run.**  A 200-iteration solve through each adapter (smaller problem,
    L-BFGS so that the solver's own state is bounded); the resident set size (and, on CUDA,
