@@ -169,9 +169,13 @@ def test_matrix_reference_is_feasible(mat_solution):
 def test_matrix_same_solution(mat_solution, adapter):
     """Full runs reach the reference's answer (the problem is convex with a unique minimizer).
 
-    The runs end as GRANSO typically does on this problem, with code 6 (line search failure at
-    a feasible point) at stationarity values ~1e-5..1e-7: the points agree to that order, the
-    objective values much better (first-order insensitivity at a minimizer).
+    The reference ends as GRANSO typically does on this problem, with code 6 (line search
+    failure at a feasible point) at stationarity values ~1e-5..1e-7: the points agree to that
+    order, the objective values much better (first-order insensitivity at a minimizer).  The
+    termination event itself is not comparable: from iteration ~12 the runs part at a
+    rounding-level tie (see above), and the JAX run (XLA rounds differently) then certifies
+    stationarity (code 0) at iteration 20 instead.  So each run must end at a feasible point
+    with code 6 or with a *certified* code 0 (stationarity measure <= opt_tol).
     """
     if adapter == "torch":
         x0 = {"W": torch.tensor(W0, dtype=torch.float64), "b": torch.tensor(B0, dtype=torch.float64)}
@@ -180,7 +184,10 @@ def test_matrix_same_solution(mat_solution, adapter):
         sol = jax_adapter.solve(mat_autodiff(jnp), {"W": jnp.asarray(W0), "b": jnp.asarray(B0)},
                                 print_level=0)
     assert sol.result.final.feasible_to_tol
-    assert sol.result.termination_code == mat_solution.result.termination_code
+    assert mat_solution.result.termination_code == 6
+    assert sol.result.termination_code in (0, 6)
+    if sol.result.termination_code == 0:
+        assert sol.result.stat_value <= 1e-8  # the default opt_tol: the certificate holds
     for k in ("W", "b"):
         np.testing.assert_allclose(np.asarray(sol.x[k]), mat_solution.x[k], atol=1e-4)
     assert sol.fun == pytest.approx(mat_solution.fun, rel=1e-8)
