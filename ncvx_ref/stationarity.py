@@ -235,6 +235,40 @@ def _global_columns(b: int, size: int, l: int, m_e: int, m_i: int) -> np.ndarray
     return np.where(present, cols, -1)
 
 
+def _psd_part(S):
+    """``S`` with its negative eigenvalues set to 0 (attempt 4 of §10.3); None/scalars as they are."""
+    if S is None or np.ndim(S) == 0:
+        return S
+    lam, V = np.linalg.eigh(S)
+    return (V * np.maximum(lam, 0.0)) @ V.T
+
+
+def _dense_attempts(qp_solver, Q, identity_Q, q, lb, ub, eq, mu):
+    """§10.3's attempts on a dense QP: ``Q``, then ``identity_Q()``, then ``Q``'s PSD part.
+
+    Returns ``(y, n_qp)``, or ``(None, 4)`` when every attempt failed.
+    """
+    for n_qp, make_Q in ((1, lambda: Q), (2, identity_Q), (4, lambda: _psd_part(Q))):
+        try:
+            return qp_solver.solve(BoxQP(make_Q(), q, lb, ub, eq_coeffs=eq, eq_rhs=mu,
+                                         kind="stationarity")), n_qp
+        except (QPSolverError, np.linalg.LinAlgError):
+            continue
+    return None, 4
+
+
+def _structured_attempts(qp_solver, A, M, q, lb, ub, eq, mu):
+    """§10.3's attempts on a structured QP ``Q = Aᵀ M A``: ``M = H_QP``, then ``M = I``
+    (None), then ``M``'s PSD part (``n x n``, so ``Q`` is PSD).  ``(y, n_qp)`` or ``(None, 4)``."""
+    for n_qp, make_M in ((1, lambda: M), (2, lambda: None), (4, lambda: _psd_part(M))):
+        try:
+            return qp_solver.solve(BoxQP(None, q, lb, ub, eq_coeffs=eq, eq_rhs=mu,
+                                         kind="stationarity", A=A, M=make_M())), n_qp
+        except (QPSolverError, np.linalg.LinAlgError):
+            continue
+    return None, 4
+
+
 @dataclass(frozen=True)
 class MergedColumns:
     """The stationarity QP with repeated gradient columns merged (``docs/deviations.md``).
@@ -335,7 +369,7 @@ def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, q
     xp = backend.xp
     n = int(pt.x.shape[0])
     k = int(merged.q.shape[0])
-    qp_args = dict(eq_coeffs=merged.eq, eq_rhs=merged.mu, kind="stationarity")
+    qp_data = (merged.q, merged.lb, merged.ub, merged.eq, merged.mu)
     offsets = np.cumsum([0] + [int(b.shape[1]) for b in merged.blocks])
 
     def Ay(y):
@@ -349,21 +383,8 @@ def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, q
         available, M = host_metric(apply_Hqp, n, backend)
         if available:
             A = host_gradients([to_host(b) for b in merged.blocks])
-
-            def clipped_M():
-                if M is None or np.ndim(M) == 0:
-                    return M
-                lam, V = np.linalg.eigh(M)
-                return (V * np.maximum(lam, 0.0)) @ V.T
-
-            for n_qp, make_M in ((1, lambda: M), (2, lambda: None), (4, clipped_M)):
-                try:
-                    y = qp_solver.solve(BoxQP(None, merged.q, merged.lb, merged.ub, A=A,
-                                              M=make_M(), **qp_args))
-                except (QPSolverError, np.linalg.LinAlgError):
-                    continue
-                return -apply_Hqp(Ay(y)), n_qp
-            return backend.full((n,), math.inf), 4
+            y, n_qp = _structured_attempts(qp_solver, A, M, *qp_data)
+            return (backend.full((n,), math.inf) if y is None else -apply_Hqp(Ay(y))), n_qp
 
     A = merged.blocks[0] if len(merged.blocks) == 1 else xp.concat(merged.blocks, axis=1)
     HA = apply_Hqp(A)
@@ -374,17 +395,8 @@ def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, q
         Qi = to_host(A.T @ A)
         return (Qi + Qi.T) / 2
 
-    def clipped_Q():
-        lam, V = np.linalg.eigh(Q)
-        return (V * np.maximum(lam, 0.0)) @ V.T
-
-    for n_qp, make_Q in ((1, lambda: Q), (2, identity_Q), (4, clipped_Q)):
-        try:
-            y = qp_solver.solve(BoxQP(make_Q(), merged.q, merged.lb, merged.ub, **qp_args))
-        except (QPSolverError, np.linalg.LinAlgError):
-            continue
-        return -(HA @ backend.from_host(y)), n_qp
-    return backend.full((n,), math.inf), 4
+    y, n_qp = _dense_attempts(qp_solver, Q, identity_Q, *qp_data)
+    return (backend.full((n,), math.inf) if y is None else -(HA @ backend.from_host(y))), n_qp
 
 
 def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, qp_solver,
@@ -404,26 +416,13 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
     blocks = _GradientBlocks(samples, chunks, apply_Hqp, m_e, m_i, backend)
     Q = blocks.gram(metric=True)
     Q = (Q + Q.T) / 2
-    q, lb, ub, eq, mu = _qp_vectors(pt, l)
-
-    def attempt(Qk):
-        return qp_solver.solve(BoxQP(Qk, q, lb, ub, eq_coeffs=eq, eq_rhs=mu, kind="stationarity"))
 
     def identity_Q():
         Qi = blocks.gram(metric=False)
         return (Qi + Qi.T) / 2
 
-    def clipped_Q():
-        lam, V = np.linalg.eigh(Q)
-        return (V * np.maximum(lam, 0.0)) @ V.T
-
-    for n_qp, make_Q in ((1, lambda: Q), (2, identity_Q), (4, clipped_Q)):
-        try:
-            y = attempt(make_Q())
-        except (QPSolverError, np.linalg.LinAlgError):
-            continue
-        return -blocks.combine(y), n_qp
-    return backend.full((int(pt.x.shape[0]),), math.inf), 4
+    y, n_qp = _dense_attempts(qp_solver, Q, identity_Q, *_qp_vectors(pt, l))
+    return (backend.full((n,), math.inf) if y is None else -blocks.combine(y)), n_qp
 
 
 def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, M,
@@ -439,25 +438,12 @@ def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], 
     host += [np.stack([to_host(s.f_grad) for s in samples], axis=1)]
     host += [to_host(s.ci_grad) for s in samples if s.ci_grad is not None]
     A = host_gradients(host)
-    q, lb, ub, eq, mu = _qp_vectors(pt, l)
-
-    def clipped_M():
-        if M is None or np.ndim(M) == 0:
-            return M
-        lam, V = np.linalg.eigh(M)
-        return (V * np.maximum(lam, 0.0)) @ V.T
-
-    for n_qp, make_M in ((1, lambda: M), (2, lambda: None), (4, clipped_M)):
-        try:
-            y = qp_solver.solve(BoxQP(None, q, lb, ub, eq_coeffs=eq, eq_rhs=mu,
-                                      kind="stationarity", A=A, M=make_M()))
-        except (QPSolverError, np.linalg.LinAlgError):
-            continue
-        m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-        m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
-        Ay = _combine(samples, y, m_e, m_i, backend)
-        return -apply_Hqp(Ay), n_qp
-    return backend.full((int(pt.x.shape[0]),), math.inf), 4
+    y, n_qp = _structured_attempts(qp_solver, A, M, *_qp_vectors(pt, l))
+    if y is None:
+        return backend.full((int(pt.x.shape[0]),), math.inf), 4
+    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
+    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    return -apply_Hqp(_combine(samples, y, m_e, m_i, backend)), n_qp
 
 
 def _combine(samples: List[GradientSample], y: np.ndarray, m_e: int, m_i: int, backend: Backend):
