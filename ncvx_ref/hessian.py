@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from typing import Any, List, Optional, Tuple
+from array_api_compat import array_namespace
 
 from .backend import Backend
 from .result import BFGSCounts
@@ -246,19 +247,31 @@ class LBFGSInverseHessian:
 
 
 def _two_loop(S, Y, RHO, gamma, H0, V):
-    """The two-loop recursion ``H V`` (§11.4) in any namespace (``V`` is ``(n,)`` or ``(n, k)``)."""
+    """The two-loop recursion ``H V`` (§11.4) in any namespace (``V`` is ``(n,)`` or ``(n, k)``).
+
+    Outer products are written with ``reshape`` rather than ``[:, None]`` indexing: the same
+    values, but JAX's indexing machinery costs ~0.2 ms per call, more than the arithmetic.
+    """
+    xp = array_namespace(V)
     vector = len(V.shape) == 1
-    Q = V[:, None] if vector else V
+    Q = xp.reshape(V, (-1, 1)) if vector else V
+
+    def column(v):
+        return xp.reshape(v, (-1, 1))
+
+    def row(v):
+        return xp.reshape(v, (1, -1))
+
     alphas = []
     for s, y, rho in zip(reversed(S), reversed(Y), reversed(RHO)):
         a = rho * (s @ Q)  # (k,)
-        Q = Q - y[:, None] * a[None, :]
+        Q = Q - column(y) * row(a)
         alphas.append(a)
     R = gamma * (Q if H0 is None else H0 @ Q)
     for s, y, rho, a in zip(S, Y, RHO, reversed(alphas)):
         beta = rho * (y @ R)
-        R = R + s[:, None] * (a - beta)[None, :]
-    return R[:, 0] if vector else R
+        R = R + column(s) * row(a - beta)
+    return xp.reshape(R, (-1,)) if vector else R
 
 
 #: up to this many columns the NumPy two-loop recursion updates column by column (long
