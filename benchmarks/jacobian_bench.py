@@ -50,11 +50,12 @@
    growth between the first and the last iterations beyond noise.  (JAX compiles each eager
    ``jax.numpy`` op once per array shape and keeps the kernel; the core gives every device
    array one shape for the whole run -- the stationarity QP's gradient matrix is built in
-   chunks of min(ngrad, 5) zero-padded samples -- so nothing compiles after the first
-   iterations.  Measured, n=1000, m=20, ngrad=5: RSS 339 -> 446 (iteration 10) -> 449 MiB
-   (iteration 200); from 200 to 400 a ~3.5 MiB/100-iteration creep is free glibc heap (after
-   ``malloc_trim``: 415 -> 417 MiB, iterations 50 -> 400).  Before the fix: ~20 MiB steps each
-   time the neighbourhood reached a new size, 336 -> 456 -> 548 MiB at iteration 200.)
+   chunks of min(ngrad, 5) zero-padded samples, the L-BFGS recursion is one jit-compiled
+   computation on pairs padded to ``limited_mem_size`` -- so nothing compiles after the first
+   iterations.  Measured, n=1000, m=20, ngrad=5: 200 iterations in 13.8 s, RSS 338 -> 464
+   (iteration 10) -> 468 MiB (iteration 200); over 400 iterations a ~3.7 MiB/100-iteration
+   creep is free glibc heap (``malloc_trim`` returns it).  Before the fix: ~20 MiB steps each
+   time the neighbourhood reached a new size, 336 -> 456 -> 548 MiB at iteration 200, 47 s.)
 
 The test function: constraint ``j`` is ``tanh(a_j . x) + 0.5 ||V_j||^2 - 1`` with ``A`` a dense
 ``m x n`` matrix (a linear layer) and ``V`` the ``m x (n/m)`` block view of ``x``; the objective
