@@ -9,6 +9,7 @@ Update codes: 0 updated, 1 updated without scaling, 2 skipped (``sᵀy <= 0``), 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, List, Optional, Tuple
 from array_api_compat import array_namespace, is_jax_array
 
@@ -177,6 +178,7 @@ class LBFGSInverseHessian:
         self._S: List[Array] = []
         self._Y: List[Array] = []
         self._rho: List[float] = []
+        self._jax_pairs: Optional[Tuple[Array, Array, Array]] = None  # see _padded_pairs_jax
         self.gamma = 1.0
         self._update_gamma = scaleH0
         self._fixed_scaling = fixed_scaling
@@ -192,6 +194,7 @@ class LBFGSInverseHessian:
         self._S = [S[:, j] for j in range(c)]
         self._Y = [Y[:, j] for j in range(c)]
         self._rho = rho[:c]
+        self._jax_pairs = None
         self.gamma = float(ws["gamma"])
 
     @property
@@ -202,7 +205,9 @@ class LBFGSInverseHessian:
         if self._S and _numpy_in_place_ok(V, self._S[0]):
             return _two_loop_numpy(self._S, self._Y, self._rho, self.gamma, self._H0, V)
         if self._S and self._H0 is None and is_jax_array(V):
-            return _two_loop_jax(self._S, self._Y, self._rho, self.gamma, V, self.m)
+            if self._jax_pairs is None:  # stacked once per update, not once per product
+                self._jax_pairs = _padded_pairs_jax(self._S, self._Y, self._rho, self.m, V.dtype)
+            return _compiled_two_loop_jax(self._jax_pairs, self.gamma, V)
         return _two_loop(self._S, self._Y, self._rho, self.gamma, self._H0, V)
 
     def update(self, s: Array, y: Array, sty: float, damped: bool) -> int:
@@ -231,6 +236,7 @@ class LBFGSInverseHessian:
         if len(self._S) == self.m:
             del self._S[0], self._Y[0], self._rho[0]
         self._S.append(s)
+        self._jax_pairs = None
         self._Y.append(y)
         self._rho.append(rho)
         c.updates += 1
@@ -281,37 +287,42 @@ def _two_loop_jax(S, Y, RHO, gamma, V, capacity: int):
 
     Eager JAX dispatches every operation separately (~0.1 ms each, ~6 per pair), which made the
     recursion half of an iteration's time; compiled, it is one dispatch.  The pairs are padded
-    to ``capacity`` with zero pairs (``s = y = 0``, ``rho = 0``: no-ops, every update adds a
-    zero), so there is one compilation per shape of ``V`` for the whole run (memory stays
-    flat).  The arithmetic is the generic recursion's; XLA may fuse it differently
-    (rounding-level differences, as between any two backends).
+    to ``capacity`` (:func:`_padded_pairs_jax`), so there is one compilation per shape of ``V``
+    for the whole run (memory stays flat).  The arithmetic is the generic recursion's; XLA may
+    fuse it differently (rounding-level differences, as between any two backends).
     """
+    return _compiled_two_loop_jax(_padded_pairs_jax(S, Y, RHO, capacity, V.dtype), gamma, V)
+
+
+def _padded_pairs_jax(S, Y, RHO, capacity: int, dtype):
+    """``(S, Y, rho)`` stacked as ``(capacity, n)``, ``(capacity, n)``, ``(capacity,)``, oldest
+    first, led by zero pairs (``s = y = 0``, ``rho = 0``: no-ops, every update adds a zero)."""
     import jax.numpy as jnp
 
-    dtype = V.dtype
     pad = capacity - len(S)
     zero = [jnp.zeros_like(S[0])] * pad
-    rho = jnp.asarray([0.0] * pad + list(RHO), dtype=dtype)
-    return _jax_two_loop_compiled()(jnp.stack(zero + list(S)), jnp.stack(zero + list(Y)), rho,
-                                    jnp.asarray(gamma, dtype=dtype), V)
+    return (jnp.stack(zero + list(S)), jnp.stack(zero + list(Y)),
+            jnp.asarray([0.0] * pad + list(RHO), dtype=dtype))
 
 
-_JAX_TWO_LOOP = None
+def _compiled_two_loop_jax(pairs, gamma, V):
+    """The jit-compiled recursion on :func:`_padded_pairs_jax`'s stacked pairs."""
+    import jax.numpy as jnp
+
+    S, Y, rho = pairs
+    return _jax_two_loop_kernel()(S, Y, rho, jnp.asarray(gamma, dtype=V.dtype), V)
 
 
-def _jax_two_loop_compiled():
-    """The jit-compiled recursion on stacked pairs (``S``, ``Y``: ``(p, n)``, oldest first)."""
-    global _JAX_TWO_LOOP
-    if _JAX_TWO_LOOP is None:
-        import jax
+@lru_cache(maxsize=None)
+def _jax_two_loop_kernel():
+    """``jax.jit`` of the generic recursion on stacked pairs (built once, on first use)."""
+    import jax
 
-        def recursion(S, Y, rho, gamma, V):
-            S_list = [S[i] for i in range(S.shape[0])]
-            Y_list = [Y[i] for i in range(Y.shape[0])]
-            rho_list = [rho[i] for i in range(rho.shape[0])]
-            return _two_loop(S_list, Y_list, rho_list, gamma, None, V)
-        _JAX_TWO_LOOP = jax.jit(recursion)
-    return _JAX_TWO_LOOP
+    def recursion(S, Y, rho, gamma, V):
+        p = S.shape[0]
+        return _two_loop([S[i] for i in range(p)], [Y[i] for i in range(p)],
+                         [rho[i] for i in range(p)], gamma, None, V)
+    return jax.jit(recursion)
 
 
 #: up to this many columns the NumPy two-loop recursion updates column by column (long
