@@ -69,13 +69,14 @@ def _fmax(a: float, b: float) -> float:
     return max(a, b)
 
 
-def _column_sum(xp, J, mask, backend: Backend):
+def _column_sum(J, mask, backend: Backend):
     """Sum of the columns of ``J`` selected by ``mask``.
 
     A product with the 0/1 mask costs one pass and no ``n x m`` temporary; unselected columns
     add exact zeros.  Only an inf/NaN in an *unselected* column could leak in (``0 * inf``), so
     a non-finite product is recomputed the slow, exact way.
     """
+    xp = backend.xp
     out = J @ (mask.astype(J.dtype) if backend.host_f64 else xp.astype(mask, J.dtype))
     if backend.all_finite(out):
         return out
@@ -100,14 +101,14 @@ def penalty_point(x: Array, ev: Evaluation, mu: float, backend: Backend,
         v = xp.where(active, ev.ci, 0.0 if backend.host_f64 else xp.zeros_like(ev.ci))
         tvi = backend.max(v)
         tvi_l1 = backend.sum(v)
-        gi = _column_sum(xp, ev.ci_grad, active, backend)
+        gi = _column_sum(ev.ci_grad, active, backend)
     if ev.ce is not None:
         v = xp.abs(ev.ce)
         tve = _max_ignoring_nan(xp, v)
         tve_l1 = backend.sum(v)
         nonneg = ev.ce >= 0
-        ge = (_column_sum(xp, ev.ce_grad, nonneg, backend)
-              - _column_sum(xp, ev.ce_grad, xp.logical_not(nonneg), backend))
+        ge = (_column_sum(ev.ce_grad, nonneg, backend)
+              - _column_sum(ev.ce_grad, xp.logical_not(nonneg), backend))
     constrained = gi is not None or ge is not None
     if constrained:
         tv_l1 = tvi_l1 + tve_l1
