@@ -107,13 +107,21 @@ EXPLAINED_TIES: Dict[str, int] = {
     'svm_N40_d5_mu0.01': 1, 'svm_N40_d5_opttol1e-6': 1,
 }
 
+
+def _sign_tie(where: str, then: str = "") -> str:
+    """The explanation of a departure at a rounding-level tie of a sign test (§19.19)."""
+    text = (f"rounding-level tie at {where}: the sign test c >= 0 is decided by the last bits "
+            "(ALGORITHM.md 19.19); the runs take different paths from there")
+    return f"{text}; {then}" if then else text
+
+
 #: case id -> {check: short explanation}; the full investigation is in docs/conformance.md.
 #: A listed check that fails is reported as "explained" (pytest: xfail) instead of a failure.
 EXPLAINED: Dict[str, Dict[str, str]] = {
     'hs035_default': dict.fromkeys(['code', 'iters', 'trajectory'],
         "line-search trial point t=1 at iteration 7 has ci[0] = 0 exactly in GRANSO and -4.4e-16 in ours (directions agree to 7e-14): GRANSO's curvature test includes the gradient, ours not; alpha 1 vs 1.5"),
     'hs035_mu10': dict.fromkeys(['code', 'iters'],
-        'rounding-level tie at iteration 14 (ci[0] = 4.4e-16 in GRANSO, -8.9e-16 in ours): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 14 (ci[0] = 4.4e-16 in GRANSO, -8.9e-16 in ours)')),
     'hs035_nobracket_opttol1e-10': dict.fromkeys(['iters', 'trajectory'],
         'same iteration-7 line-search tie as hs035_default (ci[0] = 0 vs -4.4e-16 at t = 1)'),
     'hs071_lbfgs5': dict.fromkeys(['iters'],
@@ -121,13 +129,14 @@ EXPLAINED: Dict[str, Dict[str, str]] = {
     'infeas_ineq_maxit15': dict.fromkeys(['trajectory', 'prefix'],
         "x identical; stat_val at iteration 7 (the last) from a degenerate termination QP: GRANSO's QP shim failed to polish it (qp_polish_failed_cum 0 -> 1) and recorded 1.160e-7; ours 6.414467e-9, and daqp, piqp, proxsuite and clarabel all give 6.414467e-9"),
     'l1box_n10_m20_default': dict.fromkeys(['iters', 'final_f', 'best'],
-        'rounding-level tie at iteration 11 (ci[0] = 0 in ours, -1.1e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; both end with code 0, final f 1.0e-6 relative apart'),
+        _sign_tie('iteration 11 (ci[0] = 0 in ours, -1.1e-16 in GRANSO)', 'both end with code 0, final f 1.0e-6 relative apart')),
     'l1box_n10_m20_mu0.01': dict.fromkeys(['iters', 'trajectory'],
-        'rounding-level tie at iteration 4 (ci[0] = -1.1e-16 in ours, 0 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 4 (ci[0] = -1.1e-16 in ours, 0 in GRANSO)')),
     'l1box_n20_m30_default': dict.fromkeys(['iters'],
-        'rounding-level tie at iteration 15 (ci[34] = 2.2e-16 in ours, -2.2e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 15 (ci[34] = 2.2e-16 in ours, -2.2e-16 in GRANSO)')),
     'l1box_n20_m30_lbfgs10': dict.fromkeys(['iters', 'final_f', 'best'],
-        "rounding-level tie at iteration 10 (ci[17] = 0 in ours, -1.1e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; ours ends with GRANSO's code 0 after 148 iterations (GRANSO 114), f 2.4e-5 above GRANSO's"),
+        _sign_tie('iteration 10 (ci[17] = 0 in ours, -1.1e-16 in GRANSO)',
+                  "ours ends with GRANSO's code 0 after 148 iterations (GRANSO 114), f 2.4e-5 above GRANSO's")),
     'l1box_n20_m30_nobracket': dict.fromkeys(['iters'],
         'same iteration-15 tie as l1box_n20_m30_default'),
     'maxquad_K5_n10_default': dict.fromkeys(['code', 'iters'],
@@ -135,29 +144,29 @@ EXPLAINED: Dict[str, Dict[str, str]] = {
     'maxquad_K5_n10_nobracket': dict.fromkeys(['code', 'iters'],
         'as maxquad_K5_n10_default'),
     'nsrosen_max_default': dict.fromkeys(['iters', 'final_f', 'best', 'trajectory'],
-        'rounding-level tie at iteration 9 (ci[0] = 0 in ours, -8.9e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 9 (ci[0] = 0 in ours, -8.9e-16 in GRANSO)')),
     'nsrosen_max_nobracket': dict.fromkeys(['iters', 'final_f', 'best', 'trajectory'],
-        'rounding-level tie at iteration 9 (ci[0] = 0 in ours, -8.9e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 9 (ci[0] = 0 in ours, -8.9e-16 in GRANSO)')),
     'nsrosen_max_fvalquit': dict.fromkeys(['iters', 'trajectory'],
-        'rounding-level tie at iteration 9 (ci[0] = 0 in ours, -8.9e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 9 (ci[0] = 0 in ours, -8.9e-16 in GRANSO)')),
     'nsrosen_max_mu0.01': dict.fromkeys(['iters', 'final_f', 'best'],
         "line-search trial point t=1 at iteration 17 has ci[0] = 2.2e-16 along GRANSO's direction (directions agree to 2e-10): GRANSO's curvature test fails there (alpha 2), ours passes (alpha 1)"),
     'nsrosen_split_lbfgs5': dict.fromkeys(['iters', 'final_f', 'best'],
-        'rounding-level tie at iteration 34 (ci[1] = -1.1e-16 in ours, 0 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 34 (ci[1] = -1.1e-16 in ours, 0 in GRANSO)')),
     'qp_n10_m5_default': dict.fromkeys(['code', 'iters'],
-        'rounding-level tie at iteration 10 (ci[0] = -6.7e-16 in ours, 2.9e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; ours ends with code 0, final f 1.1e-12 apart'),
+        _sign_tie('iteration 10 (ci[0] = -6.7e-16 in ours, 2.9e-15 in GRANSO)', 'ours ends with code 0, final f 1.1e-12 apart')),
     'qp_n10_m5_lbfgs5': dict.fromkeys(['iters', 'trajectory'],
-        'rounding-level tie at iteration 2 (ci[0] = -1.1e-15 in ours, 1.1e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 2 (ci[0] = -1.1e-15 in ours, 1.1e-15 in GRANSO)')),
     'qp_n10_m5_mu0.01': dict.fromkeys(['iters', 'trajectory'],
         'line-search trial point t=1 at iteration 1 has ci[1], ci[2], ci[4] within 5e-16 of 0 (directions agree to 5e-16): the curvature test is decided by their signs; alpha 1 (ours) vs 2'),
     'qp_n20_m10_default': dict.fromkeys(['iters', 'trajectory'],
-        'rounding-level tie at iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO)')),
     'qp_n20_m10_maxit15': dict.fromkeys(['final_f', 'best', 'trajectory'],
-        'rounding-level tie at iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; maxit = 15 stops both mid-path'),
+        _sign_tie('iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO)', 'maxit = 15 stops both mid-path')),
     'qp_n20_m10_nobracket': dict.fromkeys(['iters', 'trajectory'],
-        'rounding-level tie at iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 1 (ci[1] = 7.8e-16 in ours, -3.3e-15 in GRANSO)')),
     'qp_n30_m20_default': dict.fromkeys(['iters', 'trajectory'],
-        'rounding-level tie at iteration 1 (ci[5] = -2.3e-15 in ours, 1.0e-15 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 1 (ci[5] = -2.3e-15 in ours, 1.0e-15 in GRANSO)')),
     'rosenbrock_n10_fvalquit': dict.fromkeys(['final_f', 'best'],
         "unconstrained: x differ by 1e-16 from iteration 2 (summation order) and the difference grows geometrically along Rosenbrock's valley (1e-8 at iteration 41, 5e-6 at 60); fvalquit stops both at iteration 60 mid-path (f 2.4360e-4 vs 2.4356e-4); the converged run rosenbrock_n10_default agrees to 5e-14"),
     'spectral_rand_N30_default': dict.fromkeys(['final_f', 'best'],
@@ -173,17 +182,19 @@ EXPLAINED: Dict[str, Dict[str, str]] = {
     'sphere_n30_lbfgs10': dict.fromkeys(['iters', 'final_f', 'best'],
         "gradual drift from iteration 36 (directions agree to 6e-9); our code 0 fires at 88 vs 167 with f 3.0e-6 relative above GRANSO's"),
     'svm_N40_d5_default': dict.fromkeys(['iters', 'final_f', 'best', 'trajectory'],
-        "rounding-level tie at iteration 1 (ci[16] = -1.7e-15 in ours, 3.3e-16 in GRANSO; about 40 linear constraints sit at 0 +- 1e-15 after the first full SQP step): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; ours ends with code 6 at f 5.2e-4 above GRANSO's"),
+        _sign_tie('iteration 1 (ci[16] = -1.7e-15 in ours, 3.3e-16 in GRANSO; about 40 linear constraints sit at 0 +- 1e-15 after the first full SQP step)',
+                  "ours ends with code 6 at f 5.2e-4 above GRANSO's")),
     'svm_N40_d5_lbfgs10': dict.fromkeys(['code', 'iters', 'trajectory'],
-        'rounding-level tie at iteration 1 (ci[16] = -1.7e-15 in ours, 3.3e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; ours ends with code 0, f 1e-7 apart'),
+        _sign_tie('iteration 1 (ci[16] = -1.7e-15 in ours, 3.3e-16 in GRANSO)', 'ours ends with code 0, f 1e-7 apart')),
     'svm_N40_d5_maxit15': dict.fromkeys(['trajectory'],
-        'rounding-level tie at iteration 1 (ci[16] = -1.7e-15 in ours, 3.3e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there'),
+        _sign_tie('iteration 1 (ci[16] = -1.7e-15 in ours, 3.3e-16 in GRANSO)')),
     'svm_N40_d5_mu0.01': {
         **dict.fromkeys(['iters', 'trajectory'],
-            'rounding-level tie at iteration 1 (a constraint at 0 +- 1e-15 after the first full SQP step): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; our final f is lower'),
+            _sign_tie('iteration 1 (a constraint at 0 +- 1e-15 after the first full SQP step)', 'our final f is lower')),
         'code': "after the iteration-1 tie GRANSO stops with code 6 at f = 18.33; ours goes on and stops with code 0 (398 iterations) at f = 14.89, closer to the optimum 14.566 of this convex problem, feasible to 9e-11"},
     'svm_N40_d5_opttol1e-6': dict.fromkeys(['code', 'iters', 'final_f', 'best', 'trajectory'],
-        "rounding-level tie at iteration 1 (ci[16] = -1.7e-15 in ours, 3.3e-16 in GRANSO): the sign test c >= 0 is decided by the last bits (ALGORITHM.md 19.19); the runs take different paths from there; ours ends with code 6 at f 5.2e-4 above GRANSO's code-0 point"),
+        _sign_tie('iteration 1 (ci[16] = -1.7e-15 in ours, 3.3e-16 in GRANSO)',
+                  "ours ends with code 6 at f 5.2e-4 above GRANSO's code-0 point")),
 }
 
 
