@@ -14,6 +14,7 @@ from typing import Any, List, Optional, Tuple
 from array_api_compat import array_namespace, is_jax_array
 
 from .backend import Backend
+from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
 from .result import BFGSCounts
 
 Array = Any
@@ -179,6 +180,7 @@ class LBFGSInverseHessian:
         self._Y: List[Array] = []
         self._rho: List[float] = []
         self._jax_pairs: Optional[Tuple[Array, Array, Array]] = None  # see _padded_pairs_jax
+        self._compact: Optional[CompactPairs] = None  # NumPy, n >= COMPACT_MIN_N, identity H0
         self.gamma = 1.0
         self._update_gamma = scaleH0
         self._fixed_scaling = fixed_scaling
@@ -195,13 +197,39 @@ class LBFGSInverseHessian:
         self._Y = [Y[:, j] for j in range(c)]
         self._rho = rho[:c]
         self._jax_pairs = None
+        self._compact = None
         self.gamma = float(ws["gamma"])
+        if self._S and self._wants_compact(self._S[0]):
+            pairs = list(zip(self._S, self._Y, self._rho))
+            self._S, self._Y = [], []
+            for s, y, rho in pairs:
+                self._store_compact(s, y, 1.0 / rho)
+
+    def _wants_compact(self, s) -> bool:
+        """Whether products use the compact form (:mod:`ncvx_ref.lbfgs_compact`): NumPy vectors
+        of at least ``COMPACT_MIN_N`` entries with the identity ``H0``."""
+        import numpy as np
+
+        return (self._H0 is None and isinstance(s, np.ndarray) and s.ndim == 1
+                and s.shape[0] >= COMPACT_MIN_N and s.dtype.kind == "f")
+
+    def _store_compact(self, s, y, sty: float) -> None:
+        """Append the pair to the compact buffers; ``_S``/``_Y`` hold views of the stored rows."""
+        if self._compact is None:
+            self._compact = CompactPairs(self.m, s.shape[0], s.dtype)
+        if len(self._S) == self.m:
+            del self._S[0], self._Y[0]
+        s_row, y_row = self._compact.push(s, y, sty)
+        self._S.append(s_row)
+        self._Y.append(y_row)
 
     @property
     def pairs(self) -> int:
         return len(self._S)
 
     def apply(self, V: Array) -> Array:
+        if self._compact is not None and self._S and _numpy_in_place_ok(V, self._S[0]):
+            return self._compact.apply(V, self.gamma)
         if self._S and _numpy_in_place_ok(V, self._S[0]):
             return _two_loop_numpy(self._S, self._Y, self._rho, self.gamma, self._H0, V)
         if self._S and self._H0 is None and is_jax_array(V):
@@ -233,12 +261,17 @@ class LBFGSInverseHessian:
                 self.gamma = gamma
                 if self._fixed_scaling:
                     self._update_gamma = False
-        if len(self._S) == self.m:
-            del self._S[0], self._Y[0], self._rho[0]
-        self._S.append(s)
-        self._jax_pairs = None
-        self._Y.append(y)
+        if len(self._rho) == self.m:
+            del self._rho[0]
         self._rho.append(rho)
+        self._jax_pairs = None
+        if self._compact is not None or self._wants_compact(s):
+            self._store_compact(s, y, sty)
+        else:
+            if len(self._S) == self.m:
+                del self._S[0], self._Y[0]
+            self._S.append(s)
+            self._Y.append(y)
         c.updates += 1
         c.damped_updates += int(damped)
         return code

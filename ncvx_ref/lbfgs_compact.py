@@ -1,0 +1,88 @@
+"""L-BFGS products ``H V`` in the compact form of Byrd, Nocedal & Schnabel (1994), for large ``n``.
+
+The two-loop recursion (§11.4) makes ``4p`` passes over an ``n x k`` working matrix for ``p``
+pairs; at ``n = 1e5`` that was half of an iteration.  With the scaled identity ``H0 = γI`` the
+same operator is
+
+    H = γI + [S  γY] [[R⁻ᵀ(D + γYᵀY)R⁻¹, -R⁻ᵀ], [-R⁻¹, 0]] [S  γY]ᵀ
+
+(``S``, ``Y`` the pairs as columns, oldest first; ``R`` the upper triangle of ``SᵀY`` with
+``D = diag(sᵢᵀyᵢ)`` on its diagonal), so ``H V`` is two thin matrix products with the stored
+pairs plus ``p x p`` work:
+
+    w = R⁻¹ (SᵀV),    t = R⁻ᵀ((D + γYᵀY) w - γ YᵀV),    H V = γV + S t - γ Y w.
+
+The pairs live in one preallocated ``(2 p_max, n)`` buffer (a new pair overwrites the oldest
+slot) together with ``SᵀY`` and ``YᵀY``, extended by one matrix-vector product per update.
+The diagonal ``D`` is the ``sᵀy`` the method passed (``1/ρ`` of the recursion), so both forms
+apply the same operator; they differ by rounding only.  Used for NumPy arrays with
+``n >= COMPACT_MIN_N`` (all reference cases are far smaller, so they keep the recursion's exact
+arithmetic); see docs/deviations.md.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+__all__ = ["CompactPairs", "COMPACT_MIN_N"]
+
+#: from this many variables on, NumPy L-BFGS products use the compact form
+COMPACT_MIN_N = 4096
+
+
+class CompactPairs:
+    """At most ``capacity`` pairs of length ``n`` and their inner products, for ``H V``."""
+
+    def __init__(self, capacity: int, n: int, dtype) -> None:
+        # One buffer, pairs interleaved (row 2i = s, row 2i + 1 = y of slot i): the used rows are
+        # one contiguous block, so each product reads every stored vector once.
+        self.P = np.zeros((2 * capacity, n), dtype=dtype)
+        self.StY = np.zeros((capacity, capacity))  # [i, j] = s_i · y_j, slot-indexed
+        self.YtY = np.zeros((capacity, capacity))
+        self.sty = np.zeros(capacity)  # the sᵀy given with each pair (1/ρ)
+        self.slots: list[int] = []  # slots holding pairs, oldest first
+        self.capacity = capacity
+        self.dtype = np.dtype(dtype)
+
+    def push(self, s: np.ndarray, y: np.ndarray, sty: float) -> Tuple[np.ndarray, np.ndarray]:
+        """Store the newest pair (dropping the oldest when full); returns its stored rows."""
+        capacity = self.capacity
+        slot = self.slots.pop(0) if len(self.slots) == capacity else len(self.slots)
+        P = self.P
+        P[2 * slot] = s
+        P[2 * slot + 1] = y
+        self.slots.append(slot)
+        used = len(self.slots)
+        new_y = P[2 * slot + 1]
+        products = P[: 2 * used] @ new_y
+        self.StY[:used, slot] = products[0::2]  # s_i · y_new for every stored s_i
+        yy = products[1::2]
+        self.YtY[:used, slot] = yy
+        self.YtY[slot, :used] = yy
+        self.sty[slot] = sty
+        return P[2 * slot], P[2 * slot + 1]
+
+    def apply(self, V: np.ndarray, gamma: float) -> np.ndarray:
+        """``H V`` for ``V`` of shape ``(n,)`` or ``(n, k)`` (a new array)."""
+        used = len(self.slots)
+        if used == 0:
+            return gamma * V
+        order = np.asarray(self.slots)
+        P = self.P[: 2 * used]  # slots 0..used-1 are the used ones
+        PV = P @ V
+        SV, YV = PV[0::2][order], PV[1::2][order]  # age order from here on
+        R = np.triu(self.StY[np.ix_(order, order)], 1)
+        d = self.sty[order]
+        R[np.diag_indices(used)] = d
+        w = solve_triangular(R, SV, lower=False, check_finite=False)
+        inner = self.YtY[np.ix_(order, order)] * gamma
+        inner[np.diag_indices(used)] += d
+        t = solve_triangular(R, inner @ w - gamma * YV, lower=False, trans="T", check_finite=False)
+        coef = np.empty(PV.shape, dtype=self.dtype)
+        coef[0::2][order] = t
+        coef[1::2][order] = -gamma * w
+        out = P.T @ coef
+        out += gamma * V
+        return out
