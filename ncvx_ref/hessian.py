@@ -206,17 +206,16 @@ class LBFGSInverseHessian:
                 self._store_compact(s, y, 1.0 / rho)
 
     def _wants_compact(self, s) -> bool:
-        """Whether products use the compact form (:mod:`ncvx_ref.lbfgs_compact`): NumPy vectors
-        of at least ``COMPACT_MIN_N`` entries with the identity ``H0``."""
-        import numpy as np
-
-        return (self._H0 is None and isinstance(s, np.ndarray) and s.ndim == 1
-                and s.shape[0] >= COMPACT_MIN_N and s.dtype.kind == "f")
+        """Whether products use the compact form (:mod:`ncvx_ref.lbfgs_compact`): vectors of at
+        least ``COMPACT_MIN_N`` entries with the identity ``H0``, on an eager backend (JAX has
+        its own compiled recursion)."""
+        return (self._H0 is None and not is_jax_array(s) and len(s.shape) == 1
+                and s.shape[0] >= COMPACT_MIN_N)
 
     def _store_compact(self, s, y, sty: float) -> None:
         """Append the pair to the compact buffers; ``_S``/``_Y`` hold views of the stored rows."""
         if self._compact is None:
-            self._compact = CompactPairs(self.m, s.shape[0], s.dtype)
+            self._compact = CompactPairs(self.m, s.shape[0], self._b)
         if len(self._S) == self.m:
             del self._S[0], self._Y[0]
         s_row, y_row = self._compact.push(s, y, sty)
@@ -228,7 +227,7 @@ class LBFGSInverseHessian:
         return len(self._S)
 
     def apply(self, V: Array) -> Array:
-        if self._compact is not None and self._S and _numpy_in_place_ok(V, self._S[0]):
+        if self._compact is not None and self._S:
             return self._compact.apply(V, self.gamma)
         if self._S and _numpy_in_place_ok(V, self._S[0]):
             return _two_loop_numpy(self._S, self._Y, self._rho, self.gamma, self._H0, V)

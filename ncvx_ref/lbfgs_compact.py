@@ -21,32 +21,40 @@ arithmetic); see docs/deviations.md.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from .backend import Backend, to_host
+
 __all__ = ["CompactPairs", "COMPACT_MIN_N"]
 
-#: from this many variables on, NumPy L-BFGS products use the compact form
+#: from this many variables on, L-BFGS products use the compact form
 COMPACT_MIN_N = 4096
+
+Array = Any
 
 
 class CompactPairs:
-    """At most ``capacity`` pairs of length ``n`` and their inner products, for ``H V``."""
+    """At most ``capacity`` pairs of length ``n`` and their inner products, for ``H V``.
 
-    def __init__(self, capacity: int, n: int, dtype) -> None:
+    The pairs stay on the run's device (any eager Array-API backend: NumPy, torch, CuPy); the
+    ``p x p`` algebra runs on the host in float64 (``p <= capacity``, a few dozen numbers).
+    """
+
+    def __init__(self, capacity: int, n: int, backend: Backend) -> None:
         # One buffer, pairs interleaved (row 2i = s, row 2i + 1 = y of slot i): the used rows are
         # one contiguous block, so each product reads every stored vector once.
-        self.P = np.zeros((2 * capacity, n), dtype=dtype)
+        self.P = backend.zeros((2 * capacity, n))
         self.StY = np.zeros((capacity, capacity))  # [i, j] = s_i · y_j, slot-indexed
         self.YtY = np.zeros((capacity, capacity))
         self.sty = np.zeros(capacity)  # the sᵀy given with each pair (1/ρ)
         self.slots: list[int] = []  # slots holding pairs, oldest first
         self.capacity = capacity
-        self.dtype = np.dtype(dtype)
+        self.backend = backend
 
-    def push(self, s: np.ndarray, y: np.ndarray, sty: float) -> Tuple[np.ndarray, np.ndarray]:
+    def push(self, s: Array, y: Array, sty: float) -> Tuple[Array, Array]:
         """Store the newest pair (dropping the oldest when full); returns its stored rows."""
         capacity = self.capacity
         slot = self.slots.pop(0) if len(self.slots) == capacity else len(self.slots)
@@ -55,8 +63,7 @@ class CompactPairs:
         P[2 * slot + 1] = y
         self.slots.append(slot)
         used = len(self.slots)
-        new_y = P[2 * slot + 1]
-        products = P[: 2 * used] @ new_y
+        products = to_host(P[: 2 * used] @ P[2 * slot + 1])
         self.StY[:used, slot] = products[0::2]  # s_i · y_new for every stored s_i
         yy = products[1::2]
         self.YtY[:used, slot] = yy
@@ -64,14 +71,14 @@ class CompactPairs:
         self.sty[slot] = sty
         return P[2 * slot], P[2 * slot + 1]
 
-    def apply(self, V: np.ndarray, gamma: float) -> np.ndarray:
+    def apply(self, V: Array, gamma: float) -> Array:
         """``H V`` for ``V`` of shape ``(n,)`` or ``(n, k)`` (a new array)."""
         used = len(self.slots)
         if used == 0:
             return gamma * V
         order = np.asarray(self.slots)
         P = self.P[: 2 * used]  # slots 0..used-1 are the used ones
-        PV = P @ V
+        PV = to_host(P @ V)
         SV, YV = PV[0::2][order], PV[1::2][order]  # age order from here on
         R = np.triu(self.StY[np.ix_(order, order)], 1)
         d = self.sty[order]
@@ -80,9 +87,9 @@ class CompactPairs:
         inner = self.YtY[np.ix_(order, order)] * gamma
         inner[np.diag_indices(used)] += d
         t = solve_triangular(R, inner @ w - gamma * YV, lower=False, trans="T", check_finite=False)
-        coef = np.empty(PV.shape, dtype=self.dtype)
+        coef = np.empty(PV.shape)
         coef[0::2][order] = t
         coef[1::2][order] = -gamma * w
-        out = P.T @ coef
+        out = P.T @ self.backend.from_host(coef)
         out += gamma * V
         return out

@@ -22,7 +22,7 @@ def _pairs(rng, n, count, dtype=np.float64):
 def test_compact_product_equals_the_two_loop_recursion(count, k):
     rng = np.random.default_rng(count * 31 + (k or 0))
     n, cap, gamma = 300, 5, 0.7
-    cp = CompactPairs(cap, n, np.float64)
+    cp = CompactPairs(cap, n, Backend.of(np.zeros(1)))
     kept = []
     for s, y, sty in _pairs(rng, n, count):
         cp.push(s, y, sty)
@@ -36,7 +36,7 @@ def test_compact_product_equals_the_two_loop_recursion(count, k):
 
 
 def test_compact_product_with_no_pairs_is_the_scaled_identity():
-    cp = CompactPairs(3, 10, np.float64)
+    cp = CompactPairs(3, 10, Backend.of(np.zeros(1)))
     V = np.arange(10.0)
     np.testing.assert_array_equal(cp.apply(V, 2.5), 2.5 * V)
 
@@ -44,7 +44,7 @@ def test_compact_product_with_no_pairs_is_the_scaled_identity():
 def test_compact_product_keeps_float32():
     rng = np.random.default_rng(1)
     n = 200
-    cp = CompactPairs(4, n, np.float32)
+    cp = CompactPairs(4, n, Backend.of(np.zeros(1, dtype=np.float32)))
     kept = _pairs(rng, n, 6, np.float32)
     for s, y, sty in kept:
         cp.push(s, y, sty)
@@ -74,3 +74,21 @@ def test_lbfgs_uses_the_compact_form_only_for_large_numpy_problems():
         assert st["S"].shape == (n, 3) and len(st["rho"]) == 3
         warm = LBFGSInverseHessian(n, 3, b, warm_start=st)
         np.testing.assert_allclose(warm.apply(V), H.apply(V), rtol=1e-12, atol=1e-13)
+
+
+def test_compact_form_on_torch_tensors_matches_numpy():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    n = COMPACT_MIN_N
+    pairs = _pairs(rng, n, 6)
+    Hn = LBFGSInverseHessian(n, 4, Backend.of(np.zeros(1)))
+    Ht = LBFGSInverseHessian(n, 4, Backend.of(torch.zeros(1, dtype=torch.float64)))
+    for s, y, sty in pairs:
+        Hn.update(s, y, sty, False)
+        Ht.update(torch.from_numpy(s.copy()), torch.from_numpy(y.copy()), sty, False)
+    assert Ht._compact is not None
+    V = rng.standard_normal((n, 3))
+    got = Ht.apply(torch.from_numpy(V.copy()))
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), Hn.apply(V), rtol=1e-12, atol=1e-12)
+    assert Ht.state()["S"].shape == (n, 4)
