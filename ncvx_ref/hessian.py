@@ -59,6 +59,10 @@ class BFGSInverseHessian:
         self.is_initial_sparse = H0_is_sparse
         self._scale_pending = scaleH0
         self.counts = _Counters()
+        self._abs_bound: Optional[float] = None  # an upper bound on max|H_ij| (rank-2 path)
+        self._owns_H = False  # H is this object's array (so the rank-2 path may update it in place)
+        self._updated_in_place = False  # the rank-2 path is in use: H changes in place
+        self._generation_view = None  # see metric_array
 
     @property
     def identity_scale(self) -> Optional[float]:
@@ -67,7 +71,9 @@ class BFGSInverseHessian:
 
     @property
     def dense(self) -> Array:
-        """``H`` as a dense ``n x n`` array (materializes a scaled identity)."""
+        """``H`` as a dense ``n x n`` array (materializes a scaled identity).  The live array:
+        from ``n = RANK2_MIN_N`` on (NumPy) later updates change it in place; :meth:`state`
+        gives a copy."""
         if self._H is None:
             return self._gamma_identity * self._b.eye(self.n)
         return self._H
@@ -95,18 +101,25 @@ class BFGSInverseHessian:
                 self._gamma_identity *= gamma
             else:
                 self._H = gamma * self._H
+                self._owns_H = True
+                if self._abs_bound is not None:
+                    self._abs_bound *= gamma
             self._scale_pending = False
         rho = 1.0 / sty
         Hy = self.apply(y)
         u = rho * Hy
         yHy = b.dot(y, Hy)
         kappa = max(rho * rho * yHy + rho, 0.0)
-        w = math.sqrt(kappa) * s
-        H_new = _bfgs_matrix(self._H, u, s, w, b, identity_scale=self._gamma_identity)
+        if _rank2_applies(s, self._H):
+            H_new = self._rank2_update(u, s, kappa)
+        else:
+            w = math.sqrt(kappa) * s
+            H_new = _bfgs_matrix(self._H, u, s, w, b, identity_scale=self._gamma_identity)
         if H_new is None:
             c.infnan_fails += 1
             return SKIPPED_INFNAN
         self._H = H_new
+        self._generation_view = None
         self._gamma_identity = None
         self.is_initial_sparse = False
         c.updates += 1
@@ -114,7 +127,73 @@ class BFGSInverseHessian:
         return code
 
     def state(self) -> Array:
+        """GRANSO's ``H_final``: a copy when later updates would change ``H`` in place."""
+        if self._owns_H and self._updated_in_place:
+            return self._H.copy()
         return self.dense
+
+    def metric_array(self) -> Array:
+        """``H`` as an array object that is new after every update (a view, no copy), so that
+        caches keyed by array identity (the lifted QP path's ``M⁻¹``) see each ``H`` once."""
+        if self._H is None:
+            return self.dense
+        if self._generation_view is None:
+            self._generation_view = self._H.view() if hasattr(self._H, "view") else self._H
+        return self._generation_view
+
+    def _rank2_update(self, u, s, kappa: float):
+        """The update as ``H + s bᵀ + b sᵀ`` with ``b = (κ/2) s - u`` (the same matrix as
+        ``H − (u sᵀ + s uᵀ) + κ s sᵀ``) by two BLAS rank-1 updates, in place once ``H`` is this
+        object's own array: no ``n x n`` temporary, ~3x faster than the elementwise form at
+        n = 1000-4000.  Inf/NaN is ruled out by a bound on ``max|H_ij|``; only when the bound
+        nears overflow is the update made on a copy and checked entry by entry."""
+        import numpy as np
+        from scipy.linalg.blas import dger
+
+        b = (0.5 * kappa) * s - u
+        s_max = float(np.max(np.abs(s)))
+        b_max = float(np.max(np.abs(b)))
+        if not (math.isfinite(s_max) and math.isfinite(b_max)):
+            return None
+        if self._H is None:
+            out = np.zeros((self.n, self.n), dtype=s.dtype)
+            out[np.diag_indices(self.n)] = self._gamma_identity
+            bound = abs(self._gamma_identity)
+        else:
+            bound = self._abs_bound
+            if bound is None:
+                bound = float(np.max(np.abs(self._H)))
+            out = self._H if self._owns_H else self._H.copy()
+        bound = bound + 2.0 * s_max * b_max
+        checked = not bound < _RANK2_EXACT_CHECK_ABOVE
+        if checked and out is self._H:
+            out = out.copy()  # a failed update must leave H as it was
+        t = out.T  # Fortran-ordered view: BLAS updates it in place
+        t = dger(1.0, s, b, a=t, overwrite_a=1)
+        t = dger(1.0, b, s, a=t, overwrite_a=1)
+        out = t.T
+        if checked:
+            if not np.isfinite(out).all():
+                return None
+            bound = float(np.max(np.abs(out)))
+        self._abs_bound = bound
+        self._owns_H = self._updated_in_place = True
+        return out
+
+#: from this many variables on, NumPy float64 full-BFGS updates use BLAS rank-1 updates
+#: (:meth:`BFGSInverseHessian._rank2_update`); the reference cases (n <= 200) keep the
+#: elementwise form of the spec, bit for bit
+RANK2_MIN_N = 512
+_RANK2_EXACT_CHECK_ABOVE = 1e300
+
+
+def _rank2_applies(s, H) -> bool:
+    import numpy as np
+
+    return (isinstance(s, np.ndarray) and s.dtype == np.float64 and s.ndim == 1
+            and s.shape[0] >= RANK2_MIN_N
+            and (H is None or (isinstance(H, np.ndarray) and H.dtype == np.float64
+                               and H.flags.c_contiguous)))
 
 
 #: rows per block * n of the blocked NumPy update: the block and its temporaries (~4 arrays of

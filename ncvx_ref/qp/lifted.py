@@ -750,7 +750,7 @@ def host_metric(apply_M: Callable, n: int, backend) -> Tuple[bool, Any]:
     if isinstance(owner, BFGSInverseHessian):
         if owner.identity_scale is not None:
             return True, float(owner.identity_scale)
-        return True, to_host(owner.dense)
+        return True, to_host(owner.metric_array())
     if n > _PROBE_MAX_N:
         return False, None
     M = to_host(apply_M(backend.eye(n)))

@@ -1,0 +1,81 @@
+"""The full-BFGS update by BLAS rank-1 updates in place (n >= RANK2_MIN_N, NumPy float64)."""
+import math
+
+import numpy as np
+import pytest
+
+from ncvx_ref.backend import Backend
+from ncvx_ref.hessian import (RANK2_MIN_N, SKIPPED_INFNAN, UPDATED, BFGSInverseHessian,
+                              _bfgs_matrix)
+
+B = Backend.of(np.zeros(1))
+N = RANK2_MIN_N
+
+
+def _reference(H, s, y, sty):
+    """The spec's elementwise update (§11.2), as the small-n path computes it."""
+    rho = 1.0 / sty
+    Hy = H @ y
+    u = rho * Hy
+    kappa = max(rho * rho * float(y @ Hy) + rho, 0.0)
+    return _bfgs_matrix(H, u, s, math.sqrt(kappa) * s, B)
+
+
+def _pair(rng, n):
+    s = rng.standard_normal(n)
+    y = s + 0.3 * rng.standard_normal(n)
+    return s, y, float(s @ y)
+
+
+@pytest.mark.parametrize("start", ["identity", "user_H0"])
+def test_rank2_updates_match_the_elementwise_form_and_leave_H0_alone(start):
+    rng = np.random.default_rng(0)
+    H0 = None
+    if start == "user_H0":
+        A = rng.standard_normal((N, N)) / math.sqrt(N)
+        H0 = A @ A.T + np.eye(N)
+        H0_before = H0.copy()
+    H = BFGSInverseHessian(N, B, H0=H0, scaleH0=False)
+    ref = np.eye(N) if H0 is None else H0.copy()
+    for _ in range(4):
+        s, y, sty = _pair(rng, N)
+        assert H.update(s, y, sty, False) == UPDATED
+        ref = _reference(ref, s, y, sty)
+        np.testing.assert_allclose(H.dense, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    if H0 is not None:
+        np.testing.assert_array_equal(H0, H0_before)  # the user's array is never written to
+
+
+def test_state_is_a_snapshot_and_metric_array_is_new_per_update():
+    rng = np.random.default_rng(1)
+    H = BFGSInverseHessian(N, B)
+    H.update(*_pair(rng, N), False)
+    snap = H.state()
+    view = H.metric_array()
+    assert H.metric_array() is view  # one object per generation
+    H.update(*_pair(rng, N), False)
+    assert not np.array_equal(snap, H.dense)  # the snapshot did not follow the update
+    assert H.metric_array() is not view
+    np.testing.assert_array_equal(H.metric_array(), H.dense)
+
+
+def test_rank2_update_with_inf_is_skipped_and_keeps_H():
+    rng = np.random.default_rng(2)
+    H = BFGSInverseHessian(N, B)
+    H.update(*_pair(rng, N), False)
+    before = H.state()
+    s, y, sty = _pair(rng, N)
+    s[3] = np.inf
+    assert H.update(s, y, sty, False) == SKIPPED_INFNAN
+    np.testing.assert_array_equal(H.dense, before)
+
+
+def test_rank2_update_that_overflows_is_skipped_and_keeps_H():
+    rng = np.random.default_rng(3)
+    H0 = 1e307 * np.eye(N)  # finite, but the update's entries pass the largest double
+    H = BFGSInverseHessian(N, B, H0=H0, scaleH0=False)
+    s, y, sty = _pair(rng, N)
+    with np.errstate(all="ignore"):
+        assert _reference(H0, s, y, sty) is None  # the elementwise form overflows too
+        assert H.update(s, y, sty, False) == SKIPPED_INFNAN
+    np.testing.assert_array_equal(H.dense, H0)
