@@ -81,6 +81,8 @@ class BFGSInverseHessian:
     def apply(self, V: Array) -> Array:
         if self._H is None:
             return V if self._gamma_identity == 1.0 else self._gamma_identity * V
+        if self._updated_in_place:
+            return _symmetric_product(self._H, V)
         return self._H @ V
 
     def update(self, s: Array, y: Array, sty: float, damped: bool) -> int:
@@ -126,9 +128,10 @@ class BFGSInverseHessian:
         c.damped_updates += int(damped)
         return code
 
-    def state(self) -> Array:
-        """GRANSO's ``H_final``: a copy when later updates would change ``H`` in place."""
-        if self._owns_H and self._updated_in_place:
+    def state(self, snapshot: bool = True) -> Array:
+        """GRANSO's ``H_final``: a copy when later updates would change ``H`` in place (unless
+        ``snapshot=False``: the end of the run hands over the live array, no copy)."""
+        if snapshot and self._owns_H and self._updated_in_place:
             return self._H.copy()
         return self.dense
 
@@ -194,6 +197,33 @@ def _rank2_applies(s, H) -> bool:
             and s.shape[0] >= RANK2_MIN_N
             and (H is None or (isinstance(H, np.ndarray) and H.dtype == np.float64
                                and H.flags.c_contiguous)))
+
+
+#: up to this many columns, ``H V`` on the rank-2 path is one BLAS ``symv`` per column
+_SYMV_MAX_COLUMNS = 4
+
+
+def _symmetric_product(H, V):
+    """``H V`` for the symmetric float64 ``H`` of the rank-2 path (``V`` float64, ``(n,)`` or
+    ``(n, k)``).  OpenBLAS's ``gemm`` with a few columns runs at a fraction of its
+    matrix-vector speed here (``n = 4000``, 3 columns: 27 ms, against 3 x 4 ms by ``symv``,
+    which also reads one triangle only); wider ``V`` goes through ``(Vᵀ H)ᵀ`` (~1.3x faster
+    than ``H @ V``).  Rounding differs from ``H @ V``; ``H`` is symmetric to rounding."""
+    import numpy as np
+    from scipy.linalg.blas import dsymv
+
+    if not (isinstance(V, np.ndarray) and V.dtype == np.float64 and V.ndim in (1, 2)):
+        return H @ V
+    Hf = H.T  # Fortran-ordered view for BLAS (its upper triangle is H's lower one)
+    if V.ndim == 1:
+        return dsymv(1.0, Hf, V, lower=0)
+    k = V.shape[1]
+    if k <= _SYMV_MAX_COLUMNS:
+        out = np.empty(V.shape)
+        for j in range(k):
+            out[:, j] = dsymv(1.0, Hf, V[:, j], lower=0)
+        return out
+    return np.ascontiguousarray((V.T @ H).T)
 
 
 #: rows per block * n of the blocked NumPy update: the block and its temporaries (~4 arrays of
@@ -354,7 +384,7 @@ class LBFGSInverseHessian:
         c.damped_updates += int(damped)
         return code
 
-    def state(self) -> dict:
+    def state(self, snapshot: bool = True) -> dict:
         """GRANSO's L-BFGS ``H_final``: ``S``, ``Y`` (``n x c``, oldest first), ``rho``, ``gamma``."""
         xp = self._b.xp
         if self._S:

@@ -79,3 +79,24 @@ def test_rank2_update_that_overflows_is_skipped_and_keeps_H():
         assert _reference(H0, s, y, sty) is None  # the elementwise form overflows too
         assert H.update(s, y, sty, False) == SKIPPED_INFNAN
     np.testing.assert_array_equal(H.dense, H0)
+
+
+@pytest.mark.parametrize("shape", [(N,), (N, 1), (N, 3), (N, 8)])
+def test_products_on_the_rank2_path_equal_the_dense_product(shape):
+    rng = np.random.default_rng(4)
+    H = BFGSInverseHessian(N, B)
+    for _ in range(3):
+        H.update(*_pair(rng, N), False)
+    V = rng.standard_normal(shape)
+    got = H.apply(V)
+    assert got.shape == V.shape
+    want = H.dense @ V
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def test_final_state_hands_over_the_live_array():
+    rng = np.random.default_rng(5)
+    H = BFGSInverseHessian(N, B)
+    H.update(*_pair(rng, N), False)
+    assert H.state(snapshot=False) is H.dense
+    assert H.state() is not H.dense
