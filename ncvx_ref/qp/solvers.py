@@ -234,9 +234,23 @@ class ProxSuiteSolver(LibraryQPSolver):
 
 
 class PIQPSolver(LibraryQPSolver):
-    """PIQP (dense backend): proximal interior-point method, robust to singular ``Q``."""
+    """PIQP (dense backend): proximal interior-point method, robust to singular ``Q``.
+
+    ``max_iter`` (default 60 polished, 500 raw): PIQP's iteration cap.  On the method's singular QPs PIQP rarely
+    reaches its 1e-12 tolerances; with the former cap of 500 a third of the stationarity QPs
+    with ``10 < k <= 100`` ran all 500 iterations (~40 ms each) before polishing made the
+    answer exact.  Polishing needs only PIQP's active set, which 60 iterations identify: on the
+    61 reference cases the termination codes, final values and every conformance figure are
+    unchanged (rounding-level changes of stationarity values in 11 cases), the reference runs
+    take 14% less time and the N = 100 SVM (200 constraints) 2.5x less (docs/qp_solvers.md).
+    """
 
     library = "piqp"
+
+    def __init__(self, *, polish: bool = True, tol: Optional[float] = None,
+                 max_iter: Optional[int] = None) -> None:
+        super().__init__(polish=polish, tol=tol)
+        self.max_iter = (60 if polish else 500) if max_iter is None else int(max_iter)
 
     def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:
         piqp = _import("piqp", self.library)
@@ -244,7 +258,7 @@ class PIQPSolver(LibraryQPSolver):
         solver = piqp.DenseSolver()
         solver.settings.eps_abs = 1e-12
         solver.settings.eps_rel = 1e-13
-        solver.settings.max_iter = 500
+        solver.settings.max_iter = self.max_iter
         solver.settings.verbose = False
         P = np.asfortranarray(qp.Q)
         if qp.eq_coeffs is None:
