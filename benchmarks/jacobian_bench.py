@@ -28,6 +28,11 @@
    (5.0-5.9x, 17-24% less than ``torch-jacrev`` in each run); ``jax`` 0.86-0.97 s
    (5.2-6.6x).  **Not met**, by either adapter.
 
+   **Two threads** (``--threads 2``: the machine's two cores; the loop's matrix-vector products
+   are memory-bound and gain nothing from the second core, the vectorized products do), wall
+   clock, two runs: loop 4.5-5.3 s; ``torch`` 0.56-0.57 s (7.9-9.4x); ``jax`` 0.45-0.48 s
+   (**10.1-11.0x**: met by JAX on this machine with both cores); CPU-time ratios 4.1-5.8x.
+
    **What bounds it.**  Any vectorized reverse pass pushes the ``m x m`` cotangent basis
    through the backward of ``A @ x``: one dense ``(m x m) @ (m x n)`` product, ``2 m^2 n =
    2e10`` flops, compute-bound (0.53-0.59 s on one core here), where the loop does ``m``
