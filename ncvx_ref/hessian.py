@@ -81,7 +81,7 @@ class BFGSInverseHessian:
     def apply(self, V: Array) -> Array:
         if self._H is None:
             return V if self._gamma_identity == 1.0 else self._gamma_identity * V
-        if self._updated_in_place:
+        if self._updated_in_place and _is_numpy_f64(self._H):
             return _symmetric_product(self._H, V)
         return self._H @ V
 
@@ -112,8 +112,9 @@ class BFGSInverseHessian:
         u = rho * Hy
         yHy = b.dot(y, Hy)
         kappa = max(rho * rho * yHy + rho, 0.0)
-        if _rank2_applies(s, self._H):
-            H_new = self._rank2_update(u, s, kappa)
+        kind = _rank2_kind(s, self._H)
+        if kind is not None:
+            H_new = self._rank2_update(u, s, kappa, kind)
         else:
             w = math.sqrt(kappa) * s
             H_new = _bfgs_matrix(self._H, u, s, w, b, identity_scale=self._gamma_identity)
@@ -132,7 +133,7 @@ class BFGSInverseHessian:
         """GRANSO's ``H_final``: a copy when later updates would change ``H`` in place (unless
         ``snapshot=False``: the end of the run hands over the live array, no copy)."""
         if snapshot and self._owns_H and self._updated_in_place:
-            return self._H.copy()
+            return self._b.xp.asarray(self._H, copy=True)
         return self.dense
 
     def metric_array(self) -> Array:
@@ -141,62 +142,102 @@ class BFGSInverseHessian:
         if self._H is None:
             return self.dense
         if self._generation_view is None:
-            self._generation_view = self._H.view() if hasattr(self._H, "view") else self._H
+            import numpy as np
+
+            self._generation_view = self._H.view() if isinstance(self._H, np.ndarray) else self._H
         return self._generation_view
 
-    def _rank2_update(self, u, s, kappa: float):
+    def _rank2_update(self, u, s, kappa: float, kind: str):
         """The update as ``H + s bᵀ + b sᵀ`` with ``b = (κ/2) s - u`` (the same matrix as
-        ``H − (u sᵀ + s uᵀ) + κ s sᵀ``) by two BLAS rank-1 updates, in place once ``H`` is this
-        object's own array: no ``n x n`` temporary, ~3x faster than the elementwise form at
-        n = 1000-4000.  Inf/NaN is ruled out by a bound on ``max|H_ij|``; only when the bound
-        nears overflow is the update made on a copy and checked entry by entry."""
-        import numpy as np
-        from scipy.linalg.blas import dger
-
+        ``H − (u sᵀ + s uᵀ) + κ s sᵀ``), in place once ``H`` is this object's own array: no
+        ``n x n`` temporary (the elementwise form needs about four).  ``kind`` "blas": two BLAS
+        rank-1 updates (NumPy float64, ~3x faster than the elementwise form at n = 1000-4000);
+        "inplace": torch's ``addr_`` or, elsewhere (CuPy), row blocks updated in place.
+        Inf/NaN is ruled out by a bound on ``max|H_ij|``; only when the bound nears overflow is
+        the update made on a copy and checked entry by entry."""
+        xp = self._b.xp
         b = (0.5 * kappa) * s - u
-        s_max = float(np.max(np.abs(s)))
-        b_max = float(np.max(np.abs(b)))
+        s_max = float(xp.max(xp.abs(s)))
+        b_max = float(xp.max(xp.abs(b)))
         if not (math.isfinite(s_max) and math.isfinite(b_max)):
             return None
         if self._H is None:
-            out = np.zeros((self.n, self.n), dtype=s.dtype)
-            out[np.diag_indices(self.n)] = self._gamma_identity
+            out = self._b.eye(self.n)
+            out *= self._gamma_identity
             bound = abs(self._gamma_identity)
         else:
             bound = self._abs_bound
             if bound is None:
-                bound = float(np.max(np.abs(self._H)))
-            out = self._H if self._owns_H else self._H.copy()
+                bound = float(xp.max(xp.abs(self._H)))
+            out = self._H if self._owns_H else xp.asarray(self._H, copy=True)
         bound = bound + 2.0 * s_max * b_max
         checked = not bound < _RANK2_EXACT_CHECK_ABOVE
         if checked and out is self._H:
-            out = out.copy()  # a failed update must leave H as it was
-        t = out.T  # Fortran-ordered view: BLAS updates it in place
-        t = dger(1.0, s, b, a=t, overwrite_a=1)
-        t = dger(1.0, b, s, a=t, overwrite_a=1)
-        out = t.T
+            out = xp.asarray(out, copy=True)  # a failed update must leave H as it was
+        out = _add_symmetric_rank2(out, s, b, kind)
         if checked:
-            if not np.isfinite(out).all():
+            if not bool(xp.all(xp.isfinite(out))):
                 return None
-            bound = float(np.max(np.abs(out)))
+            bound = float(xp.max(xp.abs(out)))
         self._abs_bound = bound
         self._owns_H = self._updated_in_place = True
         return out
 
-#: from this many variables on, NumPy float64 full-BFGS updates use BLAS rank-1 updates
-#: (:meth:`BFGSInverseHessian._rank2_update`); the reference cases (n <= 200) keep the
-#: elementwise form of the spec, bit for bit
+
+#: from this many variables on, full-BFGS updates are made in place (NumPy float64: BLAS
+#: rank-1 updates; torch, CuPy: see :meth:`BFGSInverseHessian._rank2_update`); the reference
+#: cases (n <= 200) keep the elementwise form of the spec, bit for bit
 RANK2_MIN_N = 512
 _RANK2_EXACT_CHECK_ABOVE = 1e300
+_RANK2_BLOCK_ELEMENTS = 1 << 22  # row blocks of the generic in-place update (32 MB in float64)
 
 
-def _rank2_applies(s, H) -> bool:
+def _rank2_kind(s, H) -> Optional[str]:
+    """How the update is made: "blas" (NumPy float64), "inplace" (torch, CuPy), or None (the
+    elementwise form: small ``n``, JAX, NumPy float32, a non-contiguous NumPy ``H0``)."""
+    import numpy as np
+    from array_api_compat import is_cupy_array, is_torch_array
+
+    if len(s.shape) != 1 or s.shape[0] < RANK2_MIN_N:
+        return None
+    if isinstance(s, np.ndarray):
+        if s.dtype == np.float64 and (H is None or (isinstance(H, np.ndarray) and H.dtype == np.float64
+                                                    and H.flags.c_contiguous)):
+            return "blas"
+        return None
+    if is_torch_array(s) or is_cupy_array(s):
+        return "inplace"
+    return None
+
+
+def _add_symmetric_rank2(H, s, b, kind: str):
+    """``H + s bᵀ + b sᵀ`` written into ``H`` (returned; NumPy's BLAS may hand back a new
+    array only if ``H`` were not contiguous, which :func:`_rank2_kind` rules out)."""
+    if kind == "blas":
+        from scipy.linalg.blas import dger
+
+        t = H.T  # Fortran-ordered view: BLAS updates it in place
+        t = dger(1.0, s, b, a=t, overwrite_a=1)
+        t = dger(1.0, b, s, a=t, overwrite_a=1)
+        return t.T
+    from array_api_compat import is_torch_array
+
+    if is_torch_array(H):
+        H.addr_(s, b)
+        H.addr_(b, s)
+        return H
+    n = int(H.shape[0])
+    rows = max(1, _RANK2_BLOCK_ELEMENTS // max(n, 1))
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        H[i0:i1, :] += s[i0:i1, None] * b[None, :] + b[i0:i1, None] * s[None, :]
+    return H
+
+
+def _is_numpy_f64(a) -> bool:
     import numpy as np
 
-    return (isinstance(s, np.ndarray) and s.dtype == np.float64 and s.ndim == 1
-            and s.shape[0] >= RANK2_MIN_N
-            and (H is None or (isinstance(H, np.ndarray) and H.dtype == np.float64
-                               and H.flags.c_contiguous)))
+    return isinstance(a, np.ndarray) and a.dtype == np.float64
 
 
 #: up to this many columns, ``H V`` on the rank-2 path is one BLAS ``symv`` per column

@@ -100,3 +100,40 @@ def test_final_state_hands_over_the_live_array():
     H.update(*_pair(rng, N), False)
     assert H.state(snapshot=False) is H.dense
     assert H.state() is not H.dense
+
+
+def test_torch_updates_in_place_and_match_the_elementwise_form():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    A = rng.standard_normal((N, N)) / math.sqrt(N)
+    H0 = A @ A.T + np.eye(N)
+    H0_t = torch.from_numpy(H0.copy())
+    H = BFGSInverseHessian(N, Backend.of(torch.zeros(1, dtype=torch.float64)), H0=H0_t, scaleH0=False)
+    ref = H0.copy()
+    for i in range(3):
+        s, y, sty = _pair(rng, N)
+        assert H.update(torch.from_numpy(s), torch.from_numpy(y), sty, False) == UPDATED
+        ref = _reference(ref, s, y, sty)
+        if i == 0:
+            live = H.dense
+        else:
+            assert H.dense is live  # updated in place: no new n x n array per update
+    np.testing.assert_allclose(H.dense.numpy(), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    np.testing.assert_array_equal(H0_t.numpy(), H0)  # the user's tensor is never written to
+    snap = H.state()
+    assert isinstance(snap, torch.Tensor) and snap is not H.dense
+    H.update(*(torch.from_numpy(v) if isinstance(v, np.ndarray) else v for v in _pair(rng, N)), False)
+    assert not torch.equal(snap, H.dense)
+
+
+def test_generic_in_place_blocks_match_one_shot(monkeypatch):
+    """The row-block in-place update (the CuPy path), run here on NumPy arrays."""
+    import ncvx_ref.hessian as hs
+    rng = np.random.default_rng(7)
+    n = 37
+    H = rng.standard_normal((n, n))
+    s, b = rng.standard_normal(n), rng.standard_normal(n)
+    want = H + np.outer(s, b) + np.outer(b, s)
+    monkeypatch.setattr(hs, "_RANK2_BLOCK_ELEMENTS", 5 * n)  # several blocks, a short last one
+    got = hs._add_symmetric_rank2(H.copy(), s, b, "inplace")
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
