@@ -171,7 +171,7 @@ class BFGSInverseHessian:
                 bound = float(xp.max(xp.abs(self._H)))
             out = self._H if self._owns_H else xp.asarray(self._H, copy=True)
         bound = bound + 2.0 * s_max * b_max
-        checked = not bound < _RANK2_EXACT_CHECK_ABOVE
+        checked = not bound < _RANK2_EXACT_CHECK_FRACTION * float(xp.finfo(out.dtype).max)
         if checked and out is self._H:
             out = xp.asarray(out, copy=True)  # a failed update must leave H as it was
         out = _add_symmetric_rank2(out, s, b, kind)
@@ -188,7 +188,7 @@ class BFGSInverseHessian:
 #: rank-1 updates; torch, CuPy: see :meth:`BFGSInverseHessian._rank2_update`); the reference
 #: cases (n <= 200) keep the elementwise form of the spec, bit for bit
 RANK2_MIN_N = 512
-_RANK2_EXACT_CHECK_ABOVE = 1e300
+_RANK2_EXACT_CHECK_FRACTION = 1e-8  # of the dtype's largest value: above, check entry by entry
 _RANK2_BLOCK_ELEMENTS = 1 << 22  # row blocks of the generic in-place update (32 MB in float64)
 
 

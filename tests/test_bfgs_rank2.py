@@ -137,3 +137,27 @@ def test_generic_in_place_blocks_match_one_shot(monkeypatch):
     monkeypatch.setattr(hs, "_RANK2_BLOCK_ELEMENTS", 5 * n)  # several blocks, a short last one
     got = hs._add_symmetric_rank2(H.copy(), s, b, "inplace")
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
+
+
+def test_float32_torch_update_that_overflows_is_skipped(monkeypatch):
+    """The overflow bound follows the dtype: float32 overflows near 3.4e38, not 1.8e308.
+
+    ``y`` nearly orthogonal to ``s`` (small ``sᵀy``) makes the update grow ``H`` ~1e4-fold while
+    every vector it is built from stays finite, so the overflow is met in the matrix itself."""
+    torch = pytest.importorskip("torch")
+    import ncvx_ref.hessian as hs
+
+    calls = []
+    real = hs._add_symmetric_rank2
+    monkeypatch.setattr(hs, "_add_symmetric_rank2", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(8)
+    s = rng.standard_normal(N)
+    z = rng.standard_normal(N)
+    y = 1e-3 * s + (z - (z @ s) / (s @ s) * s)
+    s_t, y_t = torch.from_numpy(s.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
+    H0 = torch.eye(N, dtype=torch.float32) * 1e35
+    H = BFGSInverseHessian(N, Backend.of(torch.zeros(1, dtype=torch.float32)), H0=H0.clone(),
+                           scaleH0=False)
+    assert H.update(s_t, y_t, float(s_t @ y_t), False) == SKIPPED_INFNAN
+    assert calls, "the vectors overflowed already: the test does not reach the matrix"
+    assert torch.equal(H.dense, H0)
