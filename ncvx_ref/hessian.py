@@ -14,6 +14,9 @@ from typing import Any, List, Optional, Tuple
 from array_api_compat import array_namespace, is_jax_array
 
 from .backend import Backend
+from . import bfgs_kernels
+from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, bfgs_matrix, is_numpy_f64,
+                           rank2_kind, symmetric_product)
 from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
 from .result import BFGSCounts
 
@@ -81,8 +84,8 @@ class BFGSInverseHessian:
     def apply(self, V: Array) -> Array:
         if self._H is None:
             return V if self._gamma_identity == 1.0 else self._gamma_identity * V
-        if self._updated_in_place and _is_numpy_f64(self._H):
-            return _symmetric_product(self._H, V)
+        if self._updated_in_place and is_numpy_f64(self._H):
+            return symmetric_product(self._H, V)
         return self._H @ V
 
     def update(self, s: Array, y: Array, sty: float, damped: bool) -> int:
@@ -112,12 +115,12 @@ class BFGSInverseHessian:
         u = rho * Hy
         yHy = b.dot(y, Hy)
         kappa = max(rho * rho * yHy + rho, 0.0)
-        kind = _rank2_kind(s, self._H)
+        kind = rank2_kind(s, self._H)
         if kind is not None:
             H_new = self._rank2_update(u, s, kappa, kind)
         else:
             w = math.sqrt(kappa) * s
-            H_new = _bfgs_matrix(self._H, u, s, w, b, identity_scale=self._gamma_identity)
+            H_new = bfgs_matrix(self._H, u, s, w, b, identity_scale=self._gamma_identity)
         if H_new is None:
             c.infnan_fails += 1
             return SKIPPED_INFNAN
@@ -171,10 +174,11 @@ class BFGSInverseHessian:
                 bound = float(xp.max(xp.abs(self._H)))
             out = self._H if self._owns_H else xp.asarray(self._H, copy=True)
         bound = bound + 2.0 * s_max * b_max
-        checked = not bound < _RANK2_EXACT_CHECK_FRACTION * float(xp.finfo(out.dtype).max)
+        limit = bfgs_kernels.RANK2_EXACT_CHECK_FRACTION * float(xp.finfo(out.dtype).max)
+        checked = not bound < limit
         if checked and out is self._H:
             out = xp.asarray(out, copy=True)  # a failed update must leave H as it was
-        out = _add_symmetric_rank2(out, s, b, kind)
+        out = add_symmetric_rank2(out, s, b, kind)
         if checked:
             if not bool(xp.all(xp.isfinite(out))):
                 return None
@@ -182,140 +186,6 @@ class BFGSInverseHessian:
         self._abs_bound = bound
         self._owns_H = self._updated_in_place = True
         return out
-
-
-#: from this many variables on, full-BFGS updates are made in place (NumPy float64: BLAS
-#: rank-1 updates; torch, CuPy: see :meth:`BFGSInverseHessian._rank2_update`); the reference
-#: cases (n <= 200) keep the elementwise form of the spec, bit for bit
-RANK2_MIN_N = 512
-_RANK2_EXACT_CHECK_FRACTION = 1e-8  # of the dtype's largest value: above, check entry by entry
-_RANK2_BLOCK_ELEMENTS = 1 << 22  # row blocks of the generic in-place update (32 MB in float64)
-
-
-def _rank2_kind(s, H) -> Optional[str]:
-    """How the update is made: "blas" (NumPy float64), "inplace" (torch, CuPy), or None (the
-    elementwise form: small ``n``, JAX, NumPy float32, a non-contiguous NumPy ``H0``)."""
-    import numpy as np
-    from array_api_compat import is_cupy_array, is_torch_array
-
-    if len(s.shape) != 1 or s.shape[0] < RANK2_MIN_N:
-        return None
-    if isinstance(s, np.ndarray):
-        if s.dtype == np.float64 and (H is None or (isinstance(H, np.ndarray) and H.dtype == np.float64
-                                                    and H.flags.c_contiguous)):
-            return "blas"
-        return None
-    if is_torch_array(s) or is_cupy_array(s):
-        return "inplace"
-    return None
-
-
-def _add_symmetric_rank2(H, s, b, kind: str):
-    """``H + s bᵀ + b sᵀ`` written into ``H`` (returned; NumPy's BLAS may hand back a new
-    array only if ``H`` were not contiguous, which :func:`_rank2_kind` rules out)."""
-    if kind == "blas":
-        from scipy.linalg.blas import dger
-
-        t = H.T  # Fortran-ordered view: BLAS updates it in place
-        t = dger(1.0, s, b, a=t, overwrite_a=1)
-        t = dger(1.0, b, s, a=t, overwrite_a=1)
-        return t.T
-    from array_api_compat import is_torch_array
-
-    if is_torch_array(H):
-        H.addr_(s, b)
-        H.addr_(b, s)
-        return H
-    n = int(H.shape[0])
-    rows = max(1, _RANK2_BLOCK_ELEMENTS // max(n, 1))
-    for i0 in range(0, n, rows):
-        i1 = min(n, i0 + rows)
-        H[i0:i1, :] += s[i0:i1, None] * b[None, :] + b[i0:i1, None] * s[None, :]
-    return H
-
-
-def _is_numpy_f64(a) -> bool:
-    import numpy as np
-
-    return isinstance(a, np.ndarray) and a.dtype == np.float64
-
-
-#: up to this many columns, ``H V`` on the rank-2 path is one BLAS ``symv`` per column
-_SYMV_MAX_COLUMNS = 4
-
-
-def _symmetric_product(H, V):
-    """``H V`` for the symmetric float64 ``H`` of the rank-2 path (``V`` float64, ``(n,)`` or
-    ``(n, k)``).  OpenBLAS's ``gemm`` with a few columns runs at a fraction of its
-    matrix-vector speed here (``n = 4000``, 3 columns: 27 ms, against 3 x 4 ms by ``symv``,
-    which also reads one triangle only); wider ``V`` goes through ``(Vᵀ H)ᵀ`` (~1.3x faster
-    than ``H @ V``).  Rounding differs from ``H @ V``; ``H`` is symmetric to rounding."""
-    import numpy as np
-    from scipy.linalg.blas import dsymv
-
-    if not (isinstance(V, np.ndarray) and V.dtype == np.float64 and V.ndim in (1, 2)):
-        return H @ V
-    Hf = H.T  # Fortran-ordered view for BLAS (its upper triangle is H's lower one)
-    if V.ndim == 1:
-        return dsymv(1.0, Hf, V, lower=0)
-    k = V.shape[1]
-    if k <= _SYMV_MAX_COLUMNS:
-        out = np.empty(V.shape)
-        for j in range(k):
-            out[:, j] = dsymv(1.0, Hf, V[:, j], lower=0)
-        return out
-    return np.ascontiguousarray((V.T @ H).T)
-
-
-#: rows per block * n of the blocked NumPy update: the block and its temporaries (~4 arrays of
-#: this many elements) stay in a core's L2 cache, so each element of ``H`` is read once and
-#: the new matrix written once.
-_BLOCK_ELEMENTS = 1 << 14
-
-
-def _bfgs_matrix(H, u, s, w, backend: Backend, identity_scale: Optional[float] = None):
-    """``H − (Mᵀ + M) + w wᵀ`` with ``M = u sᵀ`` (§11.2), or None if it has an inf/NaN.
-
-    Elementwise this is ``(H_ij − (u_j s_i + u_i s_j)) + w_i w_j`` — the exact arithmetic of the
-    spec.  ``H`` None means ``H = identity_scale · I`` (never formed).  On NumPy it is computed
-    in cache-sized row blocks into one new ``n x n`` array, so no other ``n x n`` array exists
-    (GRANSO's form needs about five) and the rows of a scaled identity are formed block by
-    block; other namespaces use the direct expression.
-    """
-    import numpy as np
-
-    if not isinstance(u, np.ndarray):
-        if H is None:
-            H = identity_scale * backend.eye(int(u.shape[0]))
-        M = u[:, None] * s[None, :]
-        out = H - (M.T + M) + w[:, None] * w[None, :]
-        return out if backend.all_finite(out) else None
-    n = u.shape[0]
-    out = np.empty((n, n), dtype=u.dtype if H is None else H.dtype)
-    rows = max(1, min(n, _BLOCK_ELEMENTS // max(n, 1)))
-    tmp = np.empty((rows, n), dtype=out.dtype)
-    finite = np.empty((rows, n), dtype=bool)
-    eye_rows = None if H is not None else np.empty((rows, n), dtype=out.dtype)
-    for i0 in range(0, n, rows):
-        i1 = min(n, i0 + rows)
-        r = i1 - i0
-        block, t, fin = out[i0:i1], tmp[:r], finite[:r]
-        if H is None:  # rows i0:i1 of identity_scale * I, exactly as the formed matrix has them
-            h = eye_rows[:r]
-            h.fill(0.0)
-            h[np.arange(r), np.arange(i0, i1)] = 1.0
-            np.multiply(identity_scale, h, out=h)
-        else:
-            h = H[i0:i1]
-        np.multiply(s[i0:i1, None], u[None, :], out=block)  # (Mᵀ)_ij = u_j s_i
-        np.multiply(u[i0:i1, None], s[None, :], out=t)  # M_ij = u_i s_j
-        block += t
-        np.subtract(h, block, out=block)
-        np.multiply(w[i0:i1, None], w[None, :], out=t)
-        block += t
-        if not np.isfinite(block, out=fin).all():
-            return None
-    return out
 
 
 class LBFGSInverseHessian:

@@ -1,12 +1,12 @@
-"""The full-BFGS update by BLAS rank-1 updates in place (n >= RANK2_MIN_N, NumPy float64)."""
+"""The full-BFGS update made in place (n >= RANK2_MIN_N): BLAS on NumPy, addr_ on torch, row blocks."""
 import math
 
 import numpy as np
 import pytest
 
 from ncvx_ref.backend import Backend
-from ncvx_ref.hessian import (RANK2_MIN_N, SKIPPED_INFNAN, UPDATED, BFGSInverseHessian,
-                              _bfgs_matrix)
+from ncvx_ref.bfgs_kernels import RANK2_MIN_N, bfgs_matrix
+from ncvx_ref.hessian import SKIPPED_INFNAN, UPDATED, BFGSInverseHessian
 
 B = Backend.of(np.zeros(1))
 N = RANK2_MIN_N
@@ -18,7 +18,7 @@ def _reference(H, s, y, sty):
     Hy = H @ y
     u = rho * Hy
     kappa = max(rho * rho * float(y @ Hy) + rho, 0.0)
-    return _bfgs_matrix(H, u, s, math.sqrt(kappa) * s, B)
+    return bfgs_matrix(H, u, s, math.sqrt(kappa) * s, B)
 
 
 def _pair(rng, n):
@@ -128,14 +128,14 @@ def test_torch_updates_in_place_and_match_the_elementwise_form():
 
 def test_generic_in_place_blocks_match_one_shot(monkeypatch):
     """The row-block in-place update (the CuPy path), run here on NumPy arrays."""
-    import ncvx_ref.hessian as hs
+    import ncvx_ref.bfgs_kernels as bk
     rng = np.random.default_rng(7)
     n = 37
     H = rng.standard_normal((n, n))
     s, b = rng.standard_normal(n), rng.standard_normal(n)
     want = H + np.outer(s, b) + np.outer(b, s)
-    monkeypatch.setattr(hs, "_RANK2_BLOCK_ELEMENTS", 5 * n)  # several blocks, a short last one
-    got = hs._add_symmetric_rank2(H.copy(), s, b, "inplace")
+    monkeypatch.setattr(bk, "RANK2_BLOCK_ELEMENTS", 5 * n)  # several blocks, a short last one
+    got = bk.add_symmetric_rank2(H.copy(), s, b, "inplace")
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
 
 
@@ -148,8 +148,8 @@ def test_float32_torch_update_that_overflows_is_skipped(monkeypatch):
     import ncvx_ref.hessian as hs
 
     calls = []
-    real = hs._add_symmetric_rank2
-    monkeypatch.setattr(hs, "_add_symmetric_rank2", lambda *a: calls.append(1) or real(*a))
+    real = hs.add_symmetric_rank2
+    monkeypatch.setattr(hs, "add_symmetric_rank2", lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(8)
     s = rng.standard_normal(N)
     z = rng.standard_normal(N)

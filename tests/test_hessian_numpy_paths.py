@@ -1,15 +1,16 @@
 """The NumPy fast paths of the (L-)BFGS inverse Hessians give the generic code's bits exactly.
 
 ``_two_loop_numpy`` (in-place, column-wise two-loop recursion) must equal ``_two_loop`` and
-the blocked ``_bfgs_matrix`` the spec's elementwise expression, bit for bit (signed zeros
+the blocked ``bfgs_matrix`` the spec's elementwise expression, bit for bit (signed zeros
 included), since the iterates of every NumPy run depend on them.
 """
 import numpy as np
 import pytest
 
-from ncvx_ref import hessian
+from ncvx_ref import bfgs_kernels
 from ncvx_ref.backend import Backend
-from ncvx_ref.hessian import (BFGSInverseHessian, LBFGSInverseHessian, _bfgs_matrix, _two_loop,
+from ncvx_ref.bfgs_kernels import bfgs_matrix
+from ncvx_ref.hessian import (BFGSInverseHessian, LBFGSInverseHessian, _two_loop,
                               _two_loop_numpy)
 
 
@@ -69,16 +70,16 @@ def spec_update(H, u, s, w):
 
 @pytest.mark.parametrize("n", [1, 7, 130, 300])
 def test_blocked_bfgs_update_equals_the_spec_expression(n, monkeypatch):
-    monkeypatch.setattr(hessian, "_BLOCK_ELEMENTS", 1000)  # several blocks, a partial last one
+    monkeypatch.setattr(bfgs_kernels, "BLOCK_ELEMENTS", 1000)  # several blocks, a partial last one
     rng = np.random.default_rng(n)
     b = Backend.of(np.zeros(1))
     A = rng.standard_normal((n, n))
     H = A @ A.T
     u, s, w = rng.standard_normal((3, n))
     s[0] = 0.0
-    assert same_bits(_bfgs_matrix(H, u, s, w, b), spec_update(H, u, s, w))
+    assert same_bits(bfgs_matrix(H, u, s, w, b), spec_update(H, u, s, w))
     for gamma in (1.0, 0.37):  # a scaled identity, never formed
-        assert same_bits(_bfgs_matrix(None, u, s, w, b, identity_scale=gamma),
+        assert same_bits(bfgs_matrix(None, u, s, w, b, identity_scale=gamma),
                          spec_update(gamma * np.eye(n), u, s, w))
 
 
@@ -89,8 +90,8 @@ def test_blocked_bfgs_update_reports_inf_and_nan():
     for bad in (np.inf, np.nan):
         w2 = w.copy()
         w2[-1] = bad
-        assert _bfgs_matrix(np.eye(n), u, s, w2, b) is None
-        assert _bfgs_matrix(None, u, s, w2, b, identity_scale=1.0) is None
+        assert bfgs_matrix(np.eye(n), u, s, w2, b) is None
+        assert bfgs_matrix(None, u, s, w2, b, identity_scale=1.0) is None
 
 
 def test_first_full_bfgs_update_from_the_identity_matches_a_formed_H0():
