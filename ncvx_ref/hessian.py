@@ -75,8 +75,8 @@ class BFGSInverseHessian:
     @property
     def dense(self) -> Array:
         """``H`` as a dense ``n x n`` array (materializes a scaled identity).  The live array:
-        from ``n = RANK2_MIN_N`` on (NumPy) later updates change it in place; :meth:`state`
-        gives a copy."""
+        from ``n = RANK2_MIN_N`` on (NumPy, torch, CuPy) later updates change it in place;
+        :meth:`state` gives a copy."""
         if self._H is None:
             return self._gamma_identity * self._b.eye(self.n)
         return self._H
@@ -125,6 +125,7 @@ class BFGSInverseHessian:
             c.infnan_fails += 1
             return SKIPPED_INFNAN
         self._H = H_new
+        self._owns_H = True  # either path's result is this object's array (never the user's H0)
         self._generation_view = None
         self._gamma_identity = None
         self.is_initial_sparse = False
@@ -135,9 +136,14 @@ class BFGSInverseHessian:
     def state(self, snapshot: bool = True) -> Array:
         """GRANSO's ``H_final``: a copy when later updates would change ``H`` in place (unless
         ``snapshot=False``: the end of the run hands over the live array, no copy)."""
-        if snapshot and self._owns_H and self._updated_in_place:
+        if snapshot and self._H is not None and self._may_update_in_place():
             return self._b.xp.asarray(self._H, copy=True)
         return self.dense
+
+    def _may_update_in_place(self) -> bool:
+        """Whether a later update may write into the current ``H`` (so views of it would change)."""
+        return self._owns_H and (self._updated_in_place
+                                 or rank2_kind(self._H[0], self._H) is not None)
 
     def metric_array(self) -> Array:
         """``H`` as an array object that is new after every update (a view, no copy), so that
@@ -200,7 +206,7 @@ class LBFGSInverseHessian:
         self._Y: List[Array] = []
         self._rho: List[float] = []
         self._jax_pairs: Optional[Tuple[Array, Array, Array]] = None  # see _padded_pairs_jax
-        self._compact: Optional[CompactPairs] = None  # NumPy, n >= COMPACT_MIN_N, identity H0
+        self._compact: Optional[CompactPairs] = None  # eager backends, n >= COMPACT_MIN_N, identity H0
         self.gamma = 1.0
         self._update_gamma = scaleH0
         self._fixed_scaling = fixed_scaling

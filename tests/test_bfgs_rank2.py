@@ -161,3 +161,17 @@ def test_float32_torch_update_that_overflows_is_skipped(monkeypatch):
     assert H.update(s_t, y_t, float(s_t @ y_t), False) == SKIPPED_INFNAN
     assert calls, "the vectors overflowed already: the test does not reach the matrix"
     assert torch.equal(H.dense, H0)
+
+
+def test_snapshot_taken_before_the_first_in_place_update_does_not_change():
+    """A Fortran-ordered H0 takes the elementwise form once (new C-ordered array), then the
+    in-place form: a get_H() snapshot taken in between must not follow the next update."""
+    rng = np.random.default_rng(9)
+    H = BFGSInverseHessian(N, B, H0=np.asfortranarray(np.eye(N)), scaleH0=False)
+    H.update(*_pair(rng, N), False)
+    assert not H._updated_in_place
+    snap = H.state()
+    before = snap.copy()
+    H.update(*_pair(rng, N), False)
+    assert H._updated_in_place
+    np.testing.assert_array_equal(snap, before)
