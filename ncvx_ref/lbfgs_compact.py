@@ -59,17 +59,17 @@ class CompactPairs:
         capacity = self.capacity
         slot = self.slots.pop(0) if len(self.slots) == capacity else len(self.slots)
         P = self.P
-        P[2 * slot] = s
-        P[2 * slot + 1] = y
+        P[2 * slot, :] = s  # full Array-API indexing (no implicit trailing axes)
+        P[2 * slot + 1, :] = y
         self.slots.append(slot)
         used = len(self.slots)
-        products = to_host(P[: 2 * used] @ P[2 * slot + 1])
+        products = to_host(P[: 2 * used, :] @ P[2 * slot + 1, :])
         self.StY[:used, slot] = products[0::2]  # s_i · y_new for every stored s_i
         yy = products[1::2]
         self.YtY[:used, slot] = yy
         self.YtY[slot, :used] = yy
         self.sty[slot] = sty
-        return P[2 * slot], P[2 * slot + 1]
+        return P[2 * slot, :], P[2 * slot + 1, :]
 
     def apply(self, V: Array, gamma: float) -> Array:
         """``H V`` for ``V`` of shape ``(n,)`` or ``(n, k)`` (a new array)."""
@@ -77,7 +77,7 @@ class CompactPairs:
         if used == 0:
             return gamma * V
         order = np.asarray(self.slots)
-        P = self.P[: 2 * used]  # slots 0..used-1 are the used ones
+        P = self.P[: 2 * used, :]  # slots 0..used-1 are the used ones
         PV = to_host(P @ V)
         SV, YV = PV[0::2][order], PV[1::2][order]  # age order from here on
         R = np.triu(self.StY[np.ix_(order, order)], 1)

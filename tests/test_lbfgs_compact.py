@@ -92,3 +92,20 @@ def test_compact_form_on_torch_tensors_matches_numpy():
     assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
     np.testing.assert_allclose(got.numpy(), Hn.apply(V), rtol=1e-12, atol=1e-12)
     assert Ht.state()["S"].shape == (n, 4)
+
+
+def test_compact_form_under_array_api_strict():
+    """Only standard Array-API operations on the device arrays (full indexing, no implicit axes)."""
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(4)
+    n = COMPACT_MIN_N
+    Hs = LBFGSInverseHessian(n, 3, Backend.of(xps.asarray(np.zeros(1))))
+    Hn = LBFGSInverseHessian(n, 3, Backend.of(np.zeros(1)))
+    for s, y, sty in _pairs(rng, n, 5):
+        Hs.update(xps.asarray(s), xps.asarray(y), sty, False)
+        Hn.update(s, y, sty, False)
+    assert Hs._compact is not None
+    for V in (rng.standard_normal(n), rng.standard_normal((n, 2))):
+        np.testing.assert_allclose(np.asarray(Hs.apply(xps.asarray(V))), Hn.apply(V),
+                                   rtol=1e-13, atol=1e-13)
+    assert tuple(Hs.state()["S"].shape) == (n, 3)
