@@ -143,7 +143,7 @@ class BFGSInverseHessian:
     def _may_update_in_place(self) -> bool:
         """Whether a later update may write into the current ``H`` (so views of it would change)."""
         return self._owns_H and (self._updated_in_place
-                                 or rank2_kind(self._H[0], self._H) is not None)
+                                 or rank2_kind(self._H[0, :], self._H) is not None)
 
     def metric_array(self) -> Array:
         """``H`` as an array object that is new after every update (a view, no copy), so that

@@ -175,3 +175,12 @@ def test_snapshot_taken_before_the_first_in_place_update_does_not_change():
     H.update(*_pair(rng, N), False)
     assert H._updated_in_place
     np.testing.assert_array_equal(snap, before)
+
+
+def test_state_snapshot_under_array_api_strict():
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(10)
+    H = BFGSInverseHessian(N, Backend.of(xps.asarray(np.zeros(1))))
+    s, y, sty = _pair(rng, N)
+    H.update(xps.asarray(s), xps.asarray(y), sty, False)
+    assert tuple(H.state().shape) == (N, N)
