@@ -67,12 +67,6 @@ def add_symmetric_rank2(H, s, b, kind: str):
     return H
 
 
-def is_numpy_f64(a) -> bool:
-    import numpy as np
-
-    return isinstance(a, np.ndarray) and a.dtype == np.float64
-
-
 #: up to this many columns, ``H V`` on the rank-2 path is one BLAS ``symv`` per column
 SYMV_MAX_COLUMNS = 4
 

@@ -15,8 +15,8 @@ from array_api_compat import array_namespace, is_jax_array
 
 from .backend import Backend
 from . import bfgs_kernels
-from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, bfgs_matrix, is_numpy_f64,
-                           rank2_kind, symmetric_product)
+from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, bfgs_matrix, rank2_kind,
+                           symmetric_product)
 from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
 from .result import BFGSCounts
 
@@ -64,7 +64,7 @@ class BFGSInverseHessian:
         self.counts = _Counters()
         self._abs_bound: Optional[float] = None  # an upper bound on max|H_ij| (rank-2 path)
         self._owns_H = False  # H is this object's array (so the rank-2 path may update it in place)
-        self._updated_in_place = False  # the rank-2 path is in use: H changes in place
+        self._in_place_kind: Optional[str] = None  # rank2_kind of the last in-place update
         self._generation_view = None  # see metric_array
 
     @property
@@ -84,7 +84,7 @@ class BFGSInverseHessian:
     def apply(self, V: Array) -> Array:
         if self._H is None:
             return V if self._gamma_identity == 1.0 else self._gamma_identity * V
-        if self._updated_in_place and is_numpy_f64(self._H):
+        if self._in_place_kind == "blas":  # NumPy float64, symmetric H
             return symmetric_product(self._H, V)
         return self._H @ V
 
@@ -142,8 +142,7 @@ class BFGSInverseHessian:
 
     def _may_update_in_place(self) -> bool:
         """Whether a later update may write into the current ``H`` (so views of it would change)."""
-        return self._owns_H and (self._updated_in_place
-                                 or rank2_kind(self._H[0, :], self._H) is not None)
+        return self._owns_H and rank2_kind(self._H[0, :], self._H) is not None
 
     def metric_array(self) -> Array:
         """``H`` as an array object that is new after every update (a view, no copy), so that
@@ -190,7 +189,7 @@ class BFGSInverseHessian:
                 return None
             bound = float(xp.max(xp.abs(out)))
         self._abs_bound = bound
-        self._owns_H = self._updated_in_place = True
+        self._in_place_kind = kind
         return out
 
 
@@ -219,17 +218,12 @@ class LBFGSInverseHessian:
         S, Y = self._b.asarray(ws["S"]), self._b.asarray(ws["Y"])
         rho = [float(r) for r in _flat_list(ws["rho"])]
         c = min(int(S.shape[1]), self.m)
-        self._S = [S[:, j] for j in range(c)]
-        self._Y = [Y[:, j] for j in range(c)]
+        self._S, self._Y, self._compact = [], [], None
+        for j in range(c):
+            self._append_pair(S[:, j], Y[:, j], 1.0 / rho[j])
         self._rho = rho[:c]
         self._jax_pairs = None
-        self._compact = None
         self.gamma = float(ws["gamma"])
-        if self._S and self._wants_compact(self._S[0]):
-            pairs = list(zip(self._S, self._Y, self._rho))
-            self._S, self._Y = [], []
-            for s, y, rho in pairs:
-                self._store_compact(s, y, 1.0 / rho)
 
     def _wants_compact(self, s) -> bool:
         """Whether products use the compact form (:mod:`ncvx_ref.lbfgs_compact`): vectors of at
@@ -238,15 +232,17 @@ class LBFGSInverseHessian:
         return (self._H0 is None and not is_jax_array(s) and len(s.shape) == 1
                 and s.shape[0] >= COMPACT_MIN_N)
 
-    def _store_compact(self, s, y, sty: float) -> None:
-        """Append the pair to the compact buffers; ``_S``/``_Y`` hold views of the stored rows."""
-        if self._compact is None:
-            self._compact = CompactPairs(self.m, s.shape[0], self._b)
+    def _append_pair(self, s, y, sty: float) -> None:
+        """Drop the oldest pair when full and append ``(s, y)``; in compact form the pair is
+        copied into the buffers and ``_S``/``_Y`` hold views of the stored rows."""
         if len(self._S) == self.m:
             del self._S[0], self._Y[0]
-        s_row, y_row = self._compact.push(s, y, sty)
-        self._S.append(s_row)
-        self._Y.append(y_row)
+        if self._compact is None and self._wants_compact(s):
+            self._compact = CompactPairs(self.m, s.shape[0], self._b)
+        if self._compact is not None:
+            s, y = self._compact.push(s, y, sty)
+        self._S.append(s)
+        self._Y.append(y)
 
     @property
     def pairs(self) -> int:
@@ -290,13 +286,7 @@ class LBFGSInverseHessian:
             del self._rho[0]
         self._rho.append(rho)
         self._jax_pairs = None
-        if self._compact is not None or self._wants_compact(s):
-            self._store_compact(s, y, sty)
-        else:
-            if len(self._S) == self.m:
-                del self._S[0], self._Y[0]
-            self._S.append(s)
-            self._Y.append(y)
+        self._append_pair(s, y, sty)
         c.updates += 1
         c.damped_updates += int(damped)
         return code

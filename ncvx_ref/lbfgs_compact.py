@@ -15,9 +15,9 @@ pairs plus ``p x p`` work:
 The pairs live in one preallocated ``(2 p_max, n)`` buffer (a new pair overwrites the oldest
 slot) together with ``SᵀY`` and ``YᵀY``, extended by one matrix-vector product per update.
 The diagonal ``D`` is the ``sᵀy`` the method passed (``1/ρ`` of the recursion), so both forms
-apply the same operator; they differ by rounding only.  Used for NumPy arrays with
-``n >= COMPACT_MIN_N`` (all reference cases are far smaller, so they keep the recursion's exact
-arithmetic); see docs/deviations.md.
+apply the same operator; they differ by rounding only.  Used on eager backends (NumPy, torch,
+CuPy) with ``n >= COMPACT_MIN_N`` (all reference cases are far smaller, so they keep the
+recursion's exact arithmetic); see docs/deviations.md.
 """
 from __future__ import annotations
 

@@ -169,11 +169,11 @@ def test_snapshot_taken_before_the_first_in_place_update_does_not_change():
     rng = np.random.default_rng(9)
     H = BFGSInverseHessian(N, B, H0=np.asfortranarray(np.eye(N)), scaleH0=False)
     H.update(*_pair(rng, N), False)
-    assert not H._updated_in_place
+    assert H._in_place_kind is None
     snap = H.state()
     before = snap.copy()
     H.update(*_pair(rng, N), False)
-    assert H._updated_in_place
+    assert H._in_place_kind == "blas"
     np.testing.assert_array_equal(snap, before)
 
 

@@ -246,10 +246,10 @@ class ProxSuiteSolver(LibraryQPSolver):
 class PIQPSolver(LibraryQPSolver):
     """PIQP (dense backend): proximal interior-point method, robust to singular ``Q``.
 
-    ``max_iter`` (default 60 polished, 500 raw): PIQP's iteration cap.  On the method's singular QPs PIQP rarely
-    reaches its 1e-12 tolerances; with the former cap of 500 a third of the stationarity QPs
-    with ``10 < k <= 100`` ran all 500 iterations (~40 ms each) before polishing made the
-    answer exact.  Polishing needs only PIQP's active set, which 60 iterations identify: on the
+    ``max_iter`` (default 60 polished, 500 raw): PIQP's iteration cap.  On the method's
+    singular QPs PIQP rarely reaches its 1e-12 tolerances; with the former cap of 500 a third
+    of the stationarity QPs with ``10 < k <= 100`` ran all 500 iterations (~40 ms each) before
+    polishing made the answer exact.  Polishing needs only PIQP's active set, which 60 iterations identify: on the
     61 reference cases the termination codes, final values and every conformance figure are
     unchanged (rounding-level changes of stationarity values in 11 cases), the reference runs
     take 14% less time and the N = 100 SVM (200 constraints) 2.5x less (docs/qp_solvers.md).
