@@ -3,8 +3,13 @@
 #   bash benchmarks/device/run_checks.sh
 # Installs the carried wheels and ncvx_ref into /tmp/site, then runs, each logged to $OUT:
 # the gpu-marked tests (CuPy, torch CUDA, JAX GPU), the Jacobian benchmark on CUDA (torch and
-# JAX), and the large-n Hessian paths on torch CUDA.  About 4-6 minutes on an H100.
+# JAX), and the large-n Hessian paths on torch CUDA.  About 1-2 minutes on an H200.
+# With --suite, first the whole default test suite on the device's CPU (another CPU, NumPy build
+# and BLAS than here: it catches tests that hinge on last-bit rounding), with the GRANSO reference
+# set when it was copied to .ref/granso_reference here and .ref is carried too.
 set -uo pipefail
+SUITE=0
+[ "${1:-}" = "--suite" ] && SUITE=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -18,7 +23,14 @@ python3 -c "import torch, jax, cupy; print('torch', torch.__version__, torch.cud
 REPO=$(pwd)
 # From /tmp: the package must come from /tmp/site (installed, with ncvx_ref.adapters mapped from
 # adapters/), not from the checkout's ncvx_ref/ folder, which `python -m` would put first.
+if [ -d "$REPO/.ref/granso_reference" ] && [ ! -e "$REPO/../shared/granso_reference" ]; then
+    mkdir -p "$REPO/../shared" && ln -s "$REPO/.ref/granso_reference" "$REPO/../shared/granso_reference"
+fi
 cd /tmp
+if [ "$SUITE" = 1 ]; then
+    timeout 300 python3 -m pytest -q -rs -n 8 -p no:cacheprovider -c "$REPO/setup.cfg" \
+        --rootdir "$REPO" "$REPO/tests" 2>&1 | tee "$OUT/suite.log"
+fi
 timeout 240 python3 -m pytest -q -rs -m gpu -p no:cacheprovider -c "$REPO/setup.cfg" \
     --rootdir "$REPO" "$REPO/tests" 2>&1 | tee "$OUT/gpu_tests.log"
 timeout 180 python3 "$REPO/benchmarks/jacobian_bench.py" --device cuda --skip-memory --reps 7 \
