@@ -89,12 +89,16 @@ def test_fixed_shapes_keep_one_shape_and_the_iterates(monkeypatch, chunk, opts):
     assert len(set(plain_shapes)) >= 3
     assert len(set(fixed_shapes)) == 1
     assert len(fixed.history) == len(plain.history)
+    # Q differs in the last bits (block products), so the QP's answer moves within the QP
+    # solver's accuracy: its value stat_val² = λᵀQλ is certified to an absolute ~1e-12 times Q's
+    # scale (the KKT residual tolerance; Q's scale: ‖g₀‖², the first stat_val²).  At stat_val
+    # ~1e-6 that is a large *relative* error of stat_val (measured: 3e-4 here, 0.11 on another
+    # CPU's BLAS, both with |Δ stat_val²| <= 6e-12), so the check is on the squares.
+    value_tol = 1e-11 * max(1.0, plain.history[0].stat_val ** 2)
     for a, b in zip(fixed.history, plain.history):
         assert a.n_grads == b.n_grads
         np.testing.assert_allclose(a.x, b.x, rtol=0, atol=1e-10)
-        # Q differs in the last bits (block products); the QP's answer moves within the QP
-        # solver's accuracy, which for these tiny ‖d‖ (~1e-4) is ~1e-4 relative
-        assert a.stat_val == pytest.approx(b.stat_val, rel=1e-3)
+        assert abs(a.stat_val ** 2 - b.stat_val ** 2) <= value_tol, (a.iteration, a.stat_val, b.stat_val)
 
 
 @pytest.mark.slow
