@@ -24,7 +24,7 @@ import pytest
 
 from ncvx_ref.conformance import check_case
 from ncvx_ref.conformance.cases import case_paths, load_case, resolved_options
-from ncvx_ref.conformance.compare import EXPLAINED, EXPLAINED_TIES, TIE_RTOL
+from ncvx_ref.conformance.compare import EXPLAINED, EXPLAINED_TIE_CONSISTENT, EXPLAINED_TIES, TIE_RTOL
 from ncvx_ref.conformance.ties import EPS, is_tie, ties_at
 
 REF_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "granso_reference"
@@ -76,15 +76,24 @@ def test_reference_case(path, request):
     assert row.prefix_ok or "prefix" in EXPLAINED.get(case["id"], {}), (
         f"{case['id']}: the trajectory departs at {row.departure}, inside the tie-free prefix "
         f"0..{row.prefix_end} (first tie: {row.tie or 'none'})")
-    # A difference explained by a rounding-level tie must have that tie where it says.
-    assert row.explained_tie in (None, "confirmed"), f"{case['id']}: {row.explained_tie}"
+    # A difference explained by a rounding-level tie must have that tie where it says (or, on a
+    # platform that rounds otherwise, part at an earlier tie or not at all there).
+    assert row.explained_tie in EXPLAINED_TIE_CONSISTENT, f"{case['id']}: {row.explained_tie}"
     if row.unexplained:
         pytest.fail(f"{case['id']}: checks {row.unexplained} outside tolerance (see "
                     f"ncvx_ref/conformance/compare.py): {summary}")
-    if row.explained:
+    # Outcome checks failed only after the runs part by rounding (after the tie-free prefix, at a
+    # tie or gradually) depend on the platform's last bits (compare.CaseComparison.
+    # parts_by_rounding): on the development machine every such case is investigated and listed
+    # in EXPLAINED; on another platform new ones are reported, not failed.
+    if row.explained or row.by_rounding:
         reasons: dict = {}
         for c in row.explained:   # one line per distinct reason, naming the checks it covers
             reasons.setdefault(EXPLAINED[case["id"]][c], []).append(c)
+        if row.by_rounding:
+            how = f"at the rounding-level tie at iteration {row.tie_at} ({row.tie})" if row.tie else "gradually"
+            reasons.setdefault(f"the runs part by rounding {how}, first departure {row.departure}; "
+                               "not investigated for this platform", []).extend(row.by_rounding)
         why = "; ".join(f"{'/'.join(cs)}: {r}" for r, cs in reasons.items())
         pytest.xfail(f"{case['id']}: known difference ({why}) -- {summary}")
 

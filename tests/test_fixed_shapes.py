@@ -90,11 +90,15 @@ def test_fixed_shapes_keep_one_shape_and_the_iterates(monkeypatch, chunk, opts):
     assert len(set(fixed_shapes)) == 1
     assert len(fixed.history) == len(plain.history)
     # Q differs in the last bits (block products), so the QP's answer moves within the QP
-    # solver's accuracy: its value stat_val² = λᵀQλ is certified to an absolute ~1e-12 times Q's
-    # scale (the KKT residual tolerance; Q's scale: ‖g₀‖², the first stat_val²).  At stat_val
-    # ~1e-6 that is a large *relative* error of stat_val (measured: 3e-4 here, 0.11 on another
-    # CPU's BLAS, both with |Δ stat_val²| <= 6e-12), so the check is on the squares.
-    value_tol = 1e-11 * max(1.0, plain.history[0].stat_val ** 2)
+    # layer's accuracy on its value stat_val² = λᵀQλ (the value itself is Lipschitz in Q with
+    # constant ½‖λ‖² <= ½, so the last bits of Q alone move it by ~1e-15).  A polished answer is
+    # certified to ~1e-12 times Q's scale (‖g₀‖², the first stat_val²); on these near-singular Q
+    # (nearly equal gradient samples) polishing may not certify, and DAQP's proximal iterations
+    # (eps_prox = 1e-6) stop short of the optimum by more: measured |Δ stat_val²| up to 5e-12
+    # here and 3.1e-10 on an Intel Xeon with another BLAS (stat_val 1.0e-6 vs 1.8e-5 there).  At
+    # stat_val ~1e-6 that is a large *relative* error of stat_val, so the check is on the squares,
+    # at 1e-9 of Q's scale; a dropped or misplaced sample changes stat_val at O(1) from iteration 0.
+    value_tol = 1e-9 * max(1.0, plain.history[0].stat_val ** 2)
     for a, b in zip(fixed.history, plain.history):
         assert a.n_grads == b.n_grads
         np.testing.assert_allclose(a.x, b.x, rtol=0, atol=1e-10)

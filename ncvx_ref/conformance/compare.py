@@ -78,6 +78,8 @@ TRAJECTORY_FLOOR = 1e-6
 HISTORY_K = 10
 #: A sign-deciding value within TIE_RTOL * S(v) of 0 is a rounding-level tie (see above).
 TIE_RTOL = TRAJECTORY_RTOL * TRAJECTORY_FLOOR
+#: A departure whose first difference is at most this is gradual growth of rounding differences.
+DRIFT_RTOL = 100 * TRAJECTORY_RTOL
 FINAL_F_RTOL = 1e-6
 FINAL_F_FLOOR = 1e-8
 
@@ -106,6 +108,15 @@ EXPLAINED_TIES: Dict[str, int] = {
     'svm_N40_d5_default': 1, 'svm_N40_d5_lbfgs10': 1, 'svm_N40_d5_maxit15': 1,
     'svm_N40_d5_mu0.01': 1, 'svm_N40_d5_opttol1e-6': 1,
 }
+
+
+#: EXPLAINED_TIES outcomes that are not the documented tie, yet consistent with it: the runs
+#: part at an earlier detected tie, or run together through the explained iteration, which
+#: happens where the platform rounds differently from the development machine (see
+#: CaseComparison.parts_by_rounding).
+EARLIER_TIE = "the runs part at an earlier tie on this platform"
+NOT_REACHED = "no tie and no departure at the explained iteration on this platform"
+EXPLAINED_TIE_CONSISTENT = (None, "confirmed", EARLIER_TIE, NOT_REACHED)
 
 
 def _sign_tie(where: str, then: str = "") -> str:
@@ -324,9 +335,34 @@ class CaseComparison:
         return [c for c in CHECKS + ("prefix",) if not self.checks.get(c, False)]
 
     @property
+    def parts_by_rounding(self) -> bool:
+        """The runs part after the tie-free prefix in a way last bits decide: at or after a
+        detected rounding-level tie, or gradually (the first difference above TRAJECTORY_RTOL is
+        below DRIFT_RTOL: rounding differences grown by the iteration, where a different
+        decision -- step, mu cut, fallback -- differs at 1e-3 or more).  From there the outcome
+        checks (all but ``prefix``) depend on the platform's arithmetic: on an Intel Xeon with
+        another OpenBLAS and NumPy, 8-9 cases that agree with GRANSO on the development machine
+        ended otherwise, and more the other way round (docs/conformance.md, "Platform
+        dependence")."""
+        dep = self.departure
+        if dep.iteration is None or dep.iteration <= self.prefix_end:
+            return False
+        if self.tie_at is not None and self.tie_at <= dep.iteration:
+            return True
+        return dep.quantity != "length" and dep.difference <= DRIFT_RTOL
+
+    @property
+    def by_rounding(self) -> List[str]:
+        """Failed checks not in EXPLAINED that fail only after the runs part by rounding."""
+        known = EXPLAINED.get(self.id, {})
+        if not self.parts_by_rounding:
+            return []
+        return [c for c in self.failed if c not in known and c != "prefix"]
+
+    @property
     def unexplained(self) -> List[str]:
         known = EXPLAINED.get(self.id, {})
-        return [c for c in self.failed if c not in known]
+        return [c for c in self.failed if c not in known and c not in self.by_rounding]
 
     @property
     def explained(self) -> List[str]:
@@ -342,7 +378,9 @@ class CaseComparison:
     def status(self) -> str:
         if self.error is not None or self.unexplained:
             return "FAIL"
-        return "explained" if self.explained else "ok"
+        if self.explained:
+            return "explained"
+        return "rounding" if self.by_rounding else "ok"
 
 
 def compare_case(case: Dict[str, Any], result: Any, seconds: float = 0.0) -> CaseComparison:
@@ -401,10 +439,13 @@ def _add_ties(row: CaseComparison, case: Dict[str, Any], history: Sequence[Any])
             at_j += ties_at(prob, *reference_iterate(case, j), j, "GRANSO")
         if j < len(history):
             at_j += ties_at(prob, *our_iterate(history, j), j, "ours")
-        if not at_j:
-            row.explained_tie = f"no tie detected at the explained iteration {j}"
-        elif dep is not None and dep < j:
-            row.explained_tie = f"the runs depart at {dep}, before the explained tie at {j}"
+        if dep is not None and dep < j:
+            # another platform's last bits can tip an earlier tie (see CaseComparison.parts_by_rounding)
+            row.explained_tie = (EARLIER_TIE if row.tie_at is not None and row.tie_at <= dep else
+                                 f"the runs depart at {dep}, before the explained tie at {j}")
+        elif not at_j:
+            row.explained_tie = (NOT_REACHED if dep is None or dep > j else
+                                 f"no tie detected at the explained iteration {j}")
         else:
             row.explained_tie = "confirmed"
 
@@ -424,12 +465,14 @@ def summarize(rows: Sequence[CaseComparison]) -> Dict[str, Any]:
     """Counts per family and overall, and the issue's targets met or not."""
     fams: Dict[str, Dict[str, int]] = {}
     for r in rows:
-        d = fams.setdefault(r.family, {"cases": 0, **{c: 0 for c in CHECKS}, "fail": 0, "explained": 0})
+        d = fams.setdefault(r.family, {"cases": 0, **{c: 0 for c in CHECKS}, "fail": 0, "explained": 0,
+                                       "rounding": 0})
         d["cases"] += 1
         for c in CHECKS:
             d[c] += int(r.checks.get(c, False))
         d["fail"] += int(r.status == "FAIL")
         d["explained"] += int(r.status == "explained")
+        d["rounding"] += int(r.status == "rounding")
     n = len(rows)
     smooth = [r for r in rows if r.smooth]
     frac = {
