@@ -89,20 +89,21 @@ def test_fixed_shapes_keep_one_shape_and_the_iterates(monkeypatch, chunk, opts):
     assert len(set(plain_shapes)) >= 3
     assert len(set(fixed_shapes)) == 1
     assert len(fixed.history) == len(plain.history)
-    # Q differs in the last bits (block products), so the QP's answer moves within the QP
-    # layer's accuracy on its value stat_val² = λᵀQλ (the value itself is Lipschitz in Q with
-    # constant ½‖λ‖² <= ½, so the last bits of Q alone move it by ~1e-15).  A polished answer is
-    # certified to ~1e-12 times Q's scale (‖g₀‖², the first stat_val²); on these near-singular Q
-    # (nearly equal gradient samples) polishing may not certify, and DAQP's proximal iterations
-    # (eps_prox = 1e-6) stop short of the optimum by more: measured |Δ stat_val²| up to 5e-12
-    # here and 3.1e-10 on an Intel Xeon with another BLAS (stat_val 1.0e-6 vs 1.8e-5 there).  At
-    # stat_val ~1e-6 that is a large *relative* error of stat_val, so the check is on the squares,
-    # at 1e-9 of Q's scale; a dropped or misplaced sample changes stat_val at O(1) from iteration 0.
-    value_tol = 1e-9 * max(1.0, plain.history[0].stat_val ** 2)
+    # The stationarity QPs' Gram matrices are assembled in another order (block products), so
+    # they differ by rounding of GᵀHG, which is eps·‖G‖²‖H‖, not eps·‖Q‖: once the BFGS
+    # inverse Hessian has become ill-conditioned (here from iteration ~16, where line searches
+    # start to fail), the two Q differ by up to 1e-7 relative (measured on an Intel Xeon's
+    # BLAS: cond(Q) 1e14..1e17) and stat_val by a factor up to 2.  So stat_val is compared
+    # tightly while H is well-conditioned (the first STAT_COMPARED iterations) and only checked
+    # to be a valid measure afterwards; the chunked Gram matrix itself is checked against the
+    # whole one in test_chunked_blocks_equal_one_matrix.
+    STAT_COMPARED = 10
     for a, b in zip(fixed.history, plain.history):
         assert a.n_grads == b.n_grads
         np.testing.assert_allclose(a.x, b.x, rtol=0, atol=1e-10)
-        assert abs(a.stat_val ** 2 - b.stat_val ** 2) <= value_tol, (a.iteration, a.stat_val, b.stat_val)
+        if a.iteration <= STAT_COMPARED:
+            assert a.stat_val == pytest.approx(b.stat_val, rel=1e-8), a.iteration
+        assert np.isfinite(a.stat_val) and a.stat_val >= 0.0
 
 
 @pytest.mark.slow
