@@ -176,3 +176,36 @@ def test_a_departure_inside_the_tie_free_prefix_fails():
     row = compare_case(case, dataclasses.replace(result, history=hist))
     assert row.tie_at is None and row.departure.iteration == 3
     assert not row.prefix_ok and "prefix" in row.unexplained and row.status == "FAIL"
+
+
+def _row(departure, tie_at=None, failed=("code",), case_id="not_a_case", prefix_end=10):
+    """A comparison row with the given departure and failed checks (no EXPLAINED entry)."""
+    from ncvx_ref.conformance.compare import CHECKS, CaseComparison, Departure
+
+    row = CaseComparison(id=case_id, family="rosenbrock", smooth=True, code_ref=0, code=6,
+                         iters_ref=10, iters=12, fn_evals_ref=11, fn_evals=13, f_ref=1.0)
+    row.departure = Departure(*departure) if departure else Departure(None)
+    row.tie_at, row.prefix_end = tie_at, prefix_end
+    row.prefix_ok = row.departure.iteration is None or row.departure.iteration > prefix_end
+    row.checks = {c: c not in failed for c in CHECKS + ("prefix",)}
+    row.checks["prefix"] = row.prefix_ok and "prefix" not in failed
+    return row
+
+
+def test_outcomes_after_a_rounding_departure_are_platform_dependent_not_failures():
+    """Failed outcome checks after the runs part by rounding (at a tie, or gradually) get status
+    'rounding'; a departure that jumps (a different decision) or one inside the tie-free prefix
+    stays a failure."""
+    at_tie = _row((15, "x", 3e-3), tie_at=12)
+    assert at_tie.parts_by_rounding and at_tie.by_rounding == ["code"]
+    assert at_tie.unexplained == [] and at_tie.status == "rounding"
+    drift = _row((40, "x", 2e-8))  # no tie; first difference just above the 1e-8 tolerance
+    assert drift.status == "rounding"
+    jump = _row((40, "x", 3e-3))  # no tie and a large first difference: a different decision
+    assert not jump.parts_by_rounding and jump.status == "FAIL" and jump.unexplained == ["code"]
+    ended = _row((40, "length", 0.0))  # one run stopped while they agreed: a termination decision
+    assert ended.status == "FAIL"
+    inside = _row((5, "x", 2e-8), failed=("code", "prefix"))  # inside the prefix: never excused
+    assert inside.status == "FAIL" and set(inside.unexplained) == {"code", "prefix"}
+    same = _row(None, failed=())
+    assert same.status == "ok"
