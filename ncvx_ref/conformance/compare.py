@@ -59,6 +59,12 @@ are reported next to the checks, not instead of them:
     0..min(HISTORY_K, tie_at - 1) (the ``trajectory`` check cut at the first tie).  The tie
     iterate itself is excluded: its stat_val uses the tied sign decision, and a tie met by a
     line-search trial point (hs035_default) already makes the iterate differ.
+
+Status of a case: ``FAIL`` (a failed check that is neither explained nor rounding-dependent,
+or an error), ``explained`` (its failed checks are in ``EXPLAINED``), ``rounding`` (failed
+outcome checks, not in ``EXPLAINED``, after the runs part by rounding beyond the prefix: see
+:attr:`CaseComparison.parts_by_rounding`; another CPU's arithmetic gives other such cases,
+docs/conformance.md "Platform dependence"), or ``ok``.
 """
 from __future__ import annotations
 
