@@ -17,6 +17,8 @@ import ncvx_ref
 from ncvx_ref.adapters import analytic
 from ncvx_ref.adapters.variables import AdapterError, Variables
 
+from history_kinks import first_kink
+
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
 pytest.importorskip("autograd")
@@ -52,27 +54,17 @@ KINK_TOL = 1e-14
 MIN_COMPARED_ITERATES = 9
 
 
-def first_kink(sol):
-    """Index of the first iterate of ``sol`` at which a constraint sits at the penalty's kink
-    (None if none does)."""
-    for k, h in enumerate(sol.result.history):
-        values = [np.ravel(np.asarray(c)) for c in (h.ci, h.ce) if c is not None]
-        if any(np.any(np.abs(v) <= KINK_TOL) for v in values):
-            return k
-    return None
-
-
 def tie_free_length(ref, other):
     """Iterates whose values do not hinge on rounding: those before the first iterate at which a
     constraint of either run sits at the kink (that iterate may already be the product of a
     tied sign decision: a line-search trial point at the kink accepted in one run only)."""
-    kinks = [k for k in (first_kink(ref), first_kink(other)) if k is not None]
+    kinks = [k for k in (first_kink(sol.result.history, KINK_TOL) for sol in (ref, other)) if k is not None]
     return min(kinks, default=len(ref.result.history))
 
 
 def assert_same_iterates(ref, other, rtol):
-    """Both runs went through the same points (to ``rtol``) up to the reference's first kink tie;
-    where the reference has none, the runs also have the same length and termination code."""
+    """Both runs went through the same points (to ``rtol``) before the first kink of either run;
+    where neither run has one, the runs also have the same length and termination code."""
     xs_ref = np.array([h.x for h in ref.result.history])
     xs = np.array([h.x for h in other.result.history])
     k = tie_free_length(ref, other)

@@ -28,6 +28,8 @@ from ncvx_ref import Evaluation, TerminationCode
 from ncvx_ref.problems import (hock_schittkowski, l1_box, maxq, nonsmooth_rosenbrock, qp_ineq,
                                rosenbrock, sphere_eig, svm_soft_margin)
 
+from history_kinks import first_kink
+
 METAMORPHIC_RTOL = 1e-8    # the trajectory tolerance of the conformance suite
 METAMORPHIC_K = 6
 TIE_ATOL = 1e-9
@@ -114,10 +116,9 @@ def test_run_invariants(prob, opts):
 # -- metamorphic relations ---------------------------------------------------------------------
 def _tie_free_prefix(hist, K):
     """Number of leading iterates (<= K+1) before the first constraint value within TIE_ATOL of 0."""
-    for k, e in enumerate(hist[:K + 1]):
-        vals = [v for v in (e.ci, e.ce) if v is not None]
-        if vals and np.min(np.abs(np.concatenate(vals))) <= TIE_ATOL:
-            return k + 1     # iterate k itself is comparable; its successors may branch
+    k = first_kink(hist[:K + 1], TIE_ATOL)
+    if k is not None:
+        return k + 1     # iterate k itself is comparable; its successors may branch
     return min(len(hist), K + 1)
 
 
