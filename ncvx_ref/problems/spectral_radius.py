@@ -39,11 +39,14 @@ class SpectralRadius(TestProblem):
     C: Optional[np.ndarray] = None
     stability_margin: float = 0.0
 
+    def matrix(self, xh: np.ndarray) -> np.ndarray:
+        """``A + B X C`` at a host float64 vector ``xh`` (X[i, j] = x[i + j p])."""
+        p, m = self.B.shape[1], self.C.shape[0]
+        return self.A + self.B @ xh.reshape(m, p).T @ self.C
+
     def values_and_grads(self, xh: np.ndarray):
         """(f, grad f, ci, grad ci) at a host float64 vector ``xh`` (NumPy)."""
-        p, m = self.B.shape[1], self.C.shape[0]
-        X = xh.reshape(m, p).T                     # X[i, j] = x[i + j p]
-        M = self.A + self.B @ X @ self.C
+        M = self.matrix(xh)
         lams, V = np.linalg.eig(M)
         jf = int(np.argmax(lams.imag))             # first index among ties
         jc = int(np.argmax(lams.real))
@@ -59,8 +62,7 @@ class SpectralRadius(TestProblem):
         Conjugate pairs share their real part exactly, so the Re gap of a complex maximizer is
         taken to the best eigenvalue outside its pair.
         """
-        p, m = self.B.shape[1], self.C.shape[0]
-        lam = np.linalg.eigvals(self.A + self.B @ np.asarray(x, dtype=float).reshape(m, p).T @ self.C)
+        lam = np.linalg.eigvals(self.matrix(np.asarray(x, dtype=float)))
         im = np.sort(lam.imag)
         re = lam.real
         jc = int(np.argmax(re))
