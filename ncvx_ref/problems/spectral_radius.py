@@ -16,14 +16,14 @@ from ..evaluation import Evaluation
 from ._base import TestProblem, as_float_vector, like
 
 
-def _eig_gradient(M: np.ndarray, lam: complex, v: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
+def _eig_gradient(mus: np.ndarray, W: np.ndarray, lam: complex, v: np.ndarray,
+                  B: np.ndarray, C: np.ndarray) -> np.ndarray:
     """d lambda / d X (p x m, complex) for a simple eigenvalue ``lam`` of M with right vector v.
 
-    The left eigenvector u (u^H M = lam u^H) is the eigenvector w of M^T whose eigenvalue mu
-    has conj(mu) closest to lam (first index among ties): then u = w, and
-    d lambda / dX = (B^T conj(u)) (C v)^T / (u^H v), independent of the vectors' scalings.
+    ``mus, W = eig(M^T)``. The left eigenvector u (u^H M = lam u^H) is the eigenvector w of
+    M^T whose eigenvalue mu has conj(mu) closest to lam (first index among ties): then u = w,
+    and d lambda / dX = (B^T conj(u)) (C v)^T / (u^H v), independent of the vectors' scalings.
     """
-    mus, W = np.linalg.eig(M.T)
     k = int(np.argmin(np.abs(np.conj(mus) - lam)))
     u = W[:, k]
     return np.outer(B.T @ np.conj(u), C @ v) / np.vdot(u, v)
@@ -50,8 +50,9 @@ class SpectralRadius(TestProblem):
         lams, V = np.linalg.eig(M)
         jf = int(np.argmax(lams.imag))             # first index among ties
         jc = int(np.argmax(lams.real))
-        Gf = _eig_gradient(M, lams[jf], V[:, jf], self.B, self.C)
-        Gc = Gf if jc == jf else _eig_gradient(M, lams[jc], V[:, jc], self.B, self.C)
+        mus, W = np.linalg.eig(M.T)                # left vectors, shared by both gradients
+        Gf = _eig_gradient(mus, W, lams[jf], V[:, jf], self.B, self.C)
+        Gc = Gf if jc == jf else _eig_gradient(mus, W, lams[jc], V[:, jc], self.B, self.C)
         f = float(lams[jf].imag)
         ci = float(lams[jc].real) + self.stability_margin
         return f, Gf.imag.T.reshape(-1), ci, Gc.real.T.reshape(-1)   # vec = column-major
