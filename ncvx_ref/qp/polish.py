@@ -574,6 +574,11 @@ class ActiveSetOutcome:
     status: str
 
 
+#: Start values within this fraction of the bound scale of a bound start at it (in the working
+#: set). An interior-point answer sits about 1e-9..1e-10 off its active bounds; with a tighter
+#: snap the method starts with an almost empty working set and adds one bound per iteration
+#: (one factorization each): ~100 iterations on the 200-variable SVM steering QPs instead of ~30.
+_START_SNAP_REL = 1e-9
 _WORK_LIMIT = 2e10  # Σ f³ over the reduced factorizations: a few seconds of LAPACK at most
 
 
@@ -660,8 +665,8 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     thr = 0.1 * tol * s  # gradient size below which a multiplier sign or a flat slope is noise
 
     y = np.clip(np.asarray(y_start, dtype=np.float64), lb, ub)
-    near_lb = y <= lb + 1e-12 * w
-    near_ub = (y >= ub - 1e-12 * w) & ~near_lb
+    near_lb = y <= lb + _START_SNAP_REL * w
+    near_ub = (y >= ub - _START_SNAP_REL * w) & ~near_lb
     y[near_lb] = lb[near_lb]
     y[near_ub] = ub[near_ub]
     y = _restore_equality(qp, y)
