@@ -24,6 +24,12 @@ Array = Any
 
 UPDATED, UPDATED_UNSCALED, SKIPPED_STY, SKIPPED_INFNAN = 0, 1, 2, 3
 
+#: full BFGS keeps the vectors of ``H - γ0 I`` (2 per update) while there are at most this
+#: fraction of ``n`` of them: the lifted QP path then factors its Newton matrix in O(n r²)
+#: instead of O(n³) (docs/large_qps.md, "Low-rank metric")
+LOW_RANK_MAX_FRACTION = 0.25
+LOW_RANK_MAX_VECTORS = 512  # and at most this many (memory: 512 n floats)
+
 
 class _Counters:
     def __init__(self) -> None:
@@ -66,6 +72,10 @@ class BFGSInverseHessian:
         self._owns_H = False  # H is this object's array (so the rank-2 path may update it in place)
         self._in_place_kind: Optional[str] = None  # rank2_kind of the last in-place update
         self._generation_view = None  # see metric_array
+        # H = γ0 I + (rank-2 terms in span{s_i, u_i}) while it grew from the scaled identity:
+        # the vectors of those terms, kept while few enough to be useful (see low_rank_form)
+        self._low_rank: Optional[List[Array]] = [] if H0 is None else None
+        self._gamma0: Optional[float] = None
 
     @property
     def identity_scale(self) -> Optional[float]:
@@ -124,6 +134,7 @@ class BFGSInverseHessian:
         if H_new is None:
             c.infnan_fails += 1
             return SKIPPED_INFNAN
+        self._record_low_rank(s, u)
         self._H = H_new
         self._owns_H = True  # either path's result is this object's array (never the user's H0)
         self._generation_view = None
@@ -132,6 +143,31 @@ class BFGSInverseHessian:
         c.updates += 1
         c.damped_updates += int(damped)
         return code
+
+    def _record_low_rank(self, s: Array, u: Array) -> None:
+        """Keep the vectors of an applied update while ``H - γ0 I`` has low rank.
+
+        Every update adds ``-(u sᵀ + s uᵀ) + κ s sᵀ``, so ``H - γ0 I`` stays in the span of
+        the recorded ``s`` and ``u``.  Beyond ``LOW_RANK_MAX_FRACTION·n`` vectors the low-rank
+        form costs more than a dense factorization (and beyond ``LOW_RANK_MAX_VECTORS`` more
+        memory than it is worth); the rank only grows, so recording then stops for good.
+        """
+        if self._low_rank is None:
+            return
+        if self._gamma0 is None:
+            self._gamma0 = self._gamma_identity
+        if len(self._low_rank) + 2 > min(LOW_RANK_MAX_FRACTION * self.n, LOW_RANK_MAX_VECTORS):
+            self._low_rank = None
+            return
+        xp = self._b.xp
+        self._low_rank += [xp.asarray(s, copy=True), xp.asarray(u, copy=True)]
+
+    def low_rank_form(self) -> Optional[Tuple[float, List[Array]]]:
+        """``(γ0, vectors)`` with ``H - γ0 I`` in the span of ``vectors`` (at least one), or None
+        (``H0`` given by the user, no update yet, or too many updates for the form to pay)."""
+        if not self._low_rank or self._H is None:
+            return None
+        return self._gamma0, list(self._low_rank)
 
     def state(self, snapshot: bool = True) -> Array:
         """GRANSO's ``H_final``: a copy when later updates would change ``H`` in place (unless

@@ -90,13 +90,133 @@ def test_lifted_matches_dense(metric, equality, sparse, seed):
     assert np.max(np.abs(z - z_ref)) <= 1e-8 * max(1.0, np.max(np.abs(z_ref)))
 
 
-def test_sparse_factorization_path(monkeypatch):
-    """Large ``n`` with an identity metric and sparse ``A``: ``K`` is factored sparse (LU)."""
-    from ncvx_ref.qp import lifted
-    monkeypatch.setattr(lifted, "_SPARSE_K_MIN_N", 10)
+def test_sparse_factorization_path():
+    """A scaled-identity metric and sparse ``A``: ``K`` is factored sparse (LU) plus Woodbury."""
     qp = _random_qp(6, 30, 200, "scalar", True, True)
     y = LiftedQPSolver().solve(qp)
     assert kkt_residual(_dense(qp), y).total <= default_tolerance(200)
+
+
+def _low_rank_metric(rng, n: int, updates: int):
+    """``γ I`` plus BFGS-like rank-2 terms, as BFGSInverseHessian builds it, with its vectors."""
+    gamma = 0.7
+    M = gamma * np.eye(n)
+    vectors = []
+    for _ in range(updates):
+        s, y = rng.standard_normal(n), rng.standard_normal(n)
+        y += 2.0 * s  # sᵀy > 0
+        rho = 1.0 / float(s @ y)
+        u = rho * (M @ y)
+        kappa = rho * rho * float(y @ M @ y) + rho
+        M = M - (np.outer(u, s) + np.outer(s, u)) + kappa * np.outer(s, s)
+        vectors += [s, u]
+    return (M + M.T) / 2, gamma, vectors
+
+
+def test_low_rank_inverse_matches_the_dense_inverse():
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(11)
+    M, gamma, vectors = _low_rank_metric(rng, 60, 5)
+    lifted.register_low_rank_metric(M, gamma, vectors)
+    c, W, F = lifted._low_rank_inverse(M)
+    Minv = c * np.eye(60) + W @ F @ W.T
+    assert np.allclose(Minv @ M, np.eye(60), atol=1e-10)
+    assert W.shape[1] <= 10 and np.allclose(W.T @ W, np.eye(W.shape[1]), atol=1e-12)
+
+
+def test_low_rank_form_is_checked_before_use():
+    """A metric that is not ``γ I`` off the registered span is refused (dense path instead)."""
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(12)
+    M, gamma, vectors = _low_rank_metric(rng, 60, 5)
+    M_other = M + 1e-3 * np.diag(rng.random(60))  # full-rank change the vectors do not span
+    lifted.register_low_rank_metric(M_other, gamma, vectors)
+    assert lifted._low_rank_inverse(M_other) is None
+    lifted.register_low_rank_metric(M, 2 * gamma, vectors)  # wrong γ
+    assert lifted._low_rank_inverse(M) is None
+
+
+@pytest.mark.parametrize("with_metric", [False, True])
+def test_sparse_K_solver_matches_dense_K(with_metric):
+    """The sparse-plus-Woodbury solve of ``K = M⁻¹ + Ã D⁻¹ Ãᵀ`` equals a dense solve."""
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(13)
+    n, k = 300, 600
+    A = np.zeros((n, k))
+    for j in range(k):  # two entries per constraint gradient: S0 stays sparse
+        A[rng.choice(n, 2, replace=False), j] = rng.standard_normal(2)
+    A[:, :2] = rng.standard_normal((n, 2))  # dense columns (objective gradients)
+    cols = lifted._Columns(sp.csc_matrix(A))
+    assert cols.dense_idx.size == 2
+    Dinv = 10.0 ** rng.uniform(-4, 4, k)
+    c, W, F = 1.3, None, None
+    Minv = c * np.eye(n)
+    if with_metric:
+        M, gamma, vectors = _low_rank_metric(rng, n, 4)
+        lifted.register_low_rank_metric(M, gamma, vectors)
+        c, W, F = lifted._low_rank_inverse(M)
+        Minv = np.linalg.inv(M)
+    solve = lifted._sparse_K_solver(cols, Dinv, c, W, F)
+    assert solve is not None, "S0 is sparse here: the sparse path must be taken"
+    K = Minv + (A * Dinv) @ A.T
+    v = rng.standard_normal((n, 3))
+    x = solve(v)
+    assert np.max(np.abs(K @ x - v)) <= 1e-9 * np.max(np.abs(K)) * np.max(np.abs(x))
+
+
+@pytest.mark.parametrize("sparse_S0", [True, False])
+def test_structured_qp_with_low_rank_metric_matches_dense(sparse_S0, monkeypatch):
+    """A registered low-rank metric gives the dense path's answer (same objective and ``A y``),
+    through the sparse ``S0`` when it is sparse and through a dense ``K`` when it is not."""
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(14)
+    n, k = (200, 600) if sparse_S0 else (40, 400)
+    M, gamma, vectors = _low_rank_metric(rng, n, 6)
+    if sparse_S0:
+        A = np.zeros((n, k))
+        for j in range(k):
+            A[rng.choice(n, 2, replace=False), j] = rng.standard_normal(2)
+    else:
+        A = rng.standard_normal((n, k)) * (rng.random((n, k)) < 0.08)
+    lifted.register_low_rank_metric(M, gamma, vectors)
+    paths = []
+    real = lifted._sparse_K_solver
+    monkeypatch.setattr(lifted, "_sparse_K_solver",
+                        lambda *a: paths.append(real(*a) is not None) or real(*a))
+    q = rng.standard_normal(k)
+    qp = BoxQP(None, q, np.zeros(k), np.ones(k), kind="steering", A=sp.csc_matrix(A), M=M)
+    assert lifted._low_rank_inverse(M) is not None
+    y = LiftedQPSolver(min_k=1).solve(qp)
+    dense = _dense(qp)
+    assert kkt_residual(dense, y).total <= default_tolerance(k)
+    y_ref = PIQPSolver().solve(dense)
+    assert abs(_objective(qp, y) - _objective(qp, y_ref)) <= 1e-10 * max(1.0, abs(_objective(qp, y_ref)))
+    assert np.max(np.abs(A @ (y - y_ref))) <= 1e-8 * max(1.0, np.max(np.abs(A @ y_ref)))
+    assert paths and all(p == sparse_S0 for p in paths)
+
+
+def test_bfgs_low_rank_form_spans_H_minus_gamma_identity():
+    """``BFGSInverseHessian.low_rank_form``: ``H - γ0 I`` lies in the span of its vectors; the
+    form is dropped (for good) once it would hold more than LOW_RANK_MAX_FRACTION·n vectors."""
+    from ncvx_ref import hessian
+    rng = np.random.default_rng(15)
+    n = 40
+    H = hessian.BFGSInverseHessian(n, Backend.of(np.zeros(1)))
+    assert H.low_rank_form() is None  # no update yet
+    limit = int(hessian.LOW_RANK_MAX_FRACTION * n) // 2  # updates it can hold
+    for j in range(limit + 1):
+        s = rng.standard_normal(n)
+        y = s + 0.3 * rng.standard_normal(n)
+        assert H.update(s, y, float(s @ y), False) in (hessian.UPDATED, hessian.UPDATED_UNSCALED)
+        form = H.low_rank_form()
+        if j < limit:
+            gamma, vecs = form
+            V = np.column_stack(vecs)
+            R = H.dense - gamma * np.eye(n)
+            P = V @ np.linalg.pinv(V)
+            assert np.max(np.abs(R - P @ R @ P)) <= 1e-10 * np.max(np.abs(H.dense))
+        else:
+            assert form is None
 
 
 def test_structured_residual_equals_dense_residual():
