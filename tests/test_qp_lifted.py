@@ -124,6 +124,20 @@ def test_low_rank_inverse_matches_the_dense_inverse():
     assert W.shape[1] <= 10 and np.allclose(W.T @ W, np.eye(W.shape[1]), atol=1e-12)
 
 
+def test_low_rank_inverse_ignores_the_scales_of_the_vectors():
+    """Only the span matters: vectors of wildly different norms (``u = ρHy`` grows with ``H``)
+    must not have their directions dropped as numerically dependent."""
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(16)
+    M, gamma, vectors = _low_rank_metric(rng, 60, 5)
+    scaled = [v * (1e-14 if j % 2 else 1e3) for j, v in enumerate(vectors)]
+    lifted.register_low_rank_metric(M, gamma, scaled)
+    out = lifted._low_rank_inverse(M)
+    assert out is not None
+    c, W, F = out
+    assert np.allclose((c * np.eye(60) + W @ F @ W.T) @ M, np.eye(60), atol=1e-10)
+
+
 def test_low_rank_form_is_checked_before_use():
     """A metric that is not ``γ I`` off the registered span is refused (dense path instead)."""
     from ncvx_ref.qp import lifted

@@ -284,6 +284,10 @@ def _factor_low_rank(M: np.ndarray, gamma: float, vectors):
     if not (gamma > 0.0 and np.isfinite(gamma)) or not vectors:
         return None
     B = np.column_stack([np.asarray(v, dtype=np.float64) for v in vectors])
+    norms = np.sqrt(np.einsum("ij,ij->j", B, B))
+    B = B[:, norms > 0.0] / norms[norms > 0.0]  # unit columns: the SVD then sees dependence,
+    if B.shape[1] == 0:                          # not the vectors' scales (|u| grows with H)
+        return None
     U, sv, _ = np.linalg.svd(B, full_matrices=False)
     if not (sv.size and sv[0] > 0.0 and np.all(np.isfinite(sv))):
         return None
