@@ -46,6 +46,8 @@ __all__ = ["LiftedQPSolver", "StructuredOps", "interior_point", "interior_point_
 #: dense path is fast, and the small reference problems keep their exact dense arithmetic.
 LIFTED_MIN_K = 1000
 _SPARSE_DENSITY = 0.1  # host gradient blocks sparser than this are stored as scipy.sparse
+#: K's sparse part is factored sparse only up to this density (nnz / n²), else dense Cholesky
+_SPARSE_K_MAX_DENSITY = 0.1
 _EPS = float(np.finfo(np.float64).eps)
 
 
@@ -189,8 +191,35 @@ def kkt_residual_structured(qp: BoxQP, y: np.ndarray, ops: Optional[StructuredOp
     return KKTResidual(primal, stat, max(primal, stat), lam)
 
 
-# ------------------------------------------------------------------------------------ M⁻¹ cache
-_MINV_CACHE: dict = {}  # id(M) -> (weakref to M, M⁻¹); M arrays are never modified in place
+# ------------------------------------------------------------------------------------ metric caches
+# Per metric array object (the QPs of one iteration share its H): id -> (weakref to M, value...).
+# M arrays are never modified in place (BFGSInverseHessian.metric_array gives a new view per H).
+_MINV_CACHE: dict = {}  # M⁻¹
+#: metric arrays known to be ``γ I`` plus a low-rank term: (γ, vectors spanning it)
+_LOW_RANK_FORMS: dict = {}
+#: their inverses in low-rank form: ((1/γ, W, F),) or (None,) when unusable
+_LOW_RANK_INVERSES: dict = {}
+_LOW_RANK_CHECK_RTOL = 1e-8  # how exactly M must act as γ I off span(W), relative to max |M_ij|
+
+
+def _remember(cache: dict, M: np.ndarray, value: tuple) -> None:
+    """Store ``value`` for the array object ``M`` (dead entries dropped, at most 4 kept)."""
+    for key_ in [k_ for k_, entry in cache.items() if entry[0]() is None]:
+        del cache[key_]
+    if len(cache) >= 4:
+        cache.pop(next(iter(cache)))
+    try:
+        cache[id(M)] = (weakref.ref(M),) + value
+    except TypeError:  # pragma: no cover - arrays without weakref support are not memoized
+        pass
+
+
+def _recall(cache: dict, M: np.ndarray) -> Optional[tuple]:
+    """The value stored for this very array object, or None."""
+    entry = cache.get(id(M))
+    if entry is not None and entry[0]() is M:
+        return entry[1:]
+    return None
 
 
 def _metric_inverse(M: np.ndarray) -> np.ndarray:
@@ -200,10 +229,9 @@ def _metric_inverse(M: np.ndarray) -> np.ndarray:
     inaccurate ``M⁻¹``; the interior point's refinement and the solver's dense fallback cover
     that (an inverse-free ``(I + M S)`` LU form was tried and did worse).
     """
-    key = id(M)
-    hit = _MINV_CACHE.get(key)
-    if hit is not None and hit[0]() is M:
-        return hit[1]
+    hit = _recall(_MINV_CACHE, M)
+    if hit is not None:
+        return hit[0]
     try:
         c = sla.cho_factor(M, lower=True, check_finite=False)
         Minv = sla.cho_solve(c, np.eye(M.shape[0]), check_finite=False)
@@ -211,41 +239,8 @@ def _metric_inverse(M: np.ndarray) -> np.ndarray:
         raise QPSolverError(f"lifted QP: the metric M is not positive definite ({exc}); the "
                             f"structured path needs an SPD metric.") from exc
     Minv = (Minv + Minv.T) / 2
-    for key_ in [k_ for k_, (ref, _) in _MINV_CACHE.items() if ref() is None]:
-        del _MINV_CACHE[key_]
-    if len(_MINV_CACHE) >= 4:
-        _MINV_CACHE.pop(next(iter(_MINV_CACHE)))
-    try:
-        _MINV_CACHE[key] = (weakref.ref(M), Minv)
-    except TypeError:  # pragma: no cover - arrays without weakref support are not memoized
-        pass
+    _remember(_MINV_CACHE, M, (Minv,))
     return Minv
-
-
-#: metric arrays known to be ``γ I`` plus a low-rank term: id -> (weakref, γ, vectors spanning it)
-_LOW_RANK_FORMS: dict = {}
-#: their inverses in low-rank form: id -> (weakref, (1/γ, W, F)) or (weakref, None) if unusable
-_LOW_RANK_INVERSES: dict = {}
-_LOW_RANK_CHECK_RTOL = 1e-8  # how exactly M must act as γ I off span(W), relative to max |M_ij|
-
-
-def _remember(cache: dict, M: np.ndarray, value) -> None:
-    """Store ``value`` for the array object ``M`` (dead entries dropped, at most 4 kept)."""
-    for key_ in [k_ for k_, entry in cache.items() if entry[0]() is None]:
-        del cache[key_]
-    if len(cache) >= 4:
-        cache.pop(next(iter(cache)))
-    try:
-        cache[id(M)] = (weakref.ref(M),) + tuple(value)
-    except TypeError:  # pragma: no cover - arrays without weakref support are not memoized
-        pass
-
-
-def _recall(cache: dict, M: np.ndarray):
-    entry = cache.get(id(M))
-    if entry is not None and entry[0]() is M:
-        return entry[1:]
-    return None
 
 
 def register_low_rank_metric(M: np.ndarray, gamma: float, vectors) -> None:
@@ -322,7 +317,7 @@ def _factor_low_rank(M: np.ndarray, gamma: float, vectors):
 
 class _Columns:
     """``Ã`` split into sparse columns and the few dense ones (e.g. objective gradients), so that
-    ``Ã D⁻¹ Ãᵀ`` is a sparse product plus a small dense one."""
+    ``Ã D⁻¹ Ãᵀ`` is a sparse product plus a low-rank dense one (:func:`_sparse_K_solver`)."""
 
     def __init__(self, At) -> None:
         self.At = At
@@ -336,20 +331,18 @@ class _Columns:
             self.sparse_idx = np.flatnonzero(keep)
             self.As = At[:, self.sparse_idx].tocsr()
             self.Ad = At[:, self.dense_idx].toarray()
+            # Whether K's sparse part S0 = c I + Ã_s D⁻¹ Ã_sᵀ stays sparse (its pattern does not
+            # depend on D): denser patterns fill in, and dense Cholesky is faster.
+            pattern = (self.As != 0).astype(np.float64)
+            self.sparse_K = (pattern @ pattern.T).nnz + n <= _SPARSE_K_MAX_DENSITY * n * n
 
-    def gram(self, Dinv: np.ndarray, dense_out: bool):
-        """``Ã diag(Dinv) Ãᵀ``: dense array if ``dense_out``, else a sparse matrix."""
+    def gram(self, Dinv: np.ndarray) -> np.ndarray:
+        """``Ã diag(Dinv) Ãᵀ`` as a dense array (the dense-``K`` path)."""
         if not self.sparse:
             return (self.At * Dinv) @ self.At.T
-        S = (self.As @ sp.diags(Dinv[self.sparse_idx]) @ self.As.T)
-        Ad = self.Ad
-        if dense_out:
-            S = S.toarray()
-            if Ad.shape[1]:
-                S += (Ad * Dinv[self.dense_idx]) @ Ad.T
-            return S
-        if Ad.shape[1]:
-            S = S + sp.csr_matrix((Ad * Dinv[self.dense_idx]) @ Ad.T)
+        S = (self.As @ sp.diags(Dinv[self.sparse_idx]) @ self.As.T).toarray()
+        if self.Ad.shape[1]:
+            S += (self.Ad * Dinv[self.dense_idx]) @ self.Ad.T
         return S
 
 
@@ -363,19 +356,13 @@ class _NewtonSolver:
         Dinv = 1.0 / D
         self.Dinv = Dinv
         n = At.shape[0]
-        solveK = None
-        if cols.sparse and Minv_low_rank is not None:
-            solveK = _sparse_K_solver(cols, Dinv, *Minv_low_rank)
-        elif cols.sparse and Minv_scalar is not None:
-            solveK = _sparse_K_solver(cols, Dinv, Minv_scalar, None, None)
-        if solveK is not None:
-            self._solveK = solveK
+        if cols.sparse and cols.sparse_K and Minv_low_rank is not None:
+            self._solveK = _sparse_K_solver(cols, Dinv, *Minv_low_rank)
             return
-        if Minv_low_rank is not None:  # S0 too dense to pay: the dense M⁻¹ from the same form
-            c_lr, W_lr, F_lr = Minv_low_rank
-            Minv = W_lr @ F_lr @ W_lr.T
-            Minv[np.diag_indices(n)] += c_lr
-        K = cols.gram(Dinv, True)
+        if cols.sparse and cols.sparse_K and Minv_scalar is not None:
+            self._solveK = _sparse_K_solver(cols, Dinv, Minv_scalar, None, None)
+            return
+        K = cols.gram(Dinv)
         if Minv_scalar is not None:
             K[np.diag_indices(n)] += Minv_scalar
         else:
@@ -383,7 +370,7 @@ class _NewtonSolver:
         try:
             c = sla.cho_factor(K, lower=True, check_finite=False, overwrite_a=True)
         except np.linalg.LinAlgError:
-            K = cols.gram(Dinv, True) + (Minv if Minv is not None else Minv_scalar * np.eye(n))
+            K = cols.gram(Dinv) + (Minv if Minv is not None else Minv_scalar * np.eye(n))
             ridge = 1e-14 * max(1.0, float(np.max(np.abs(np.diag(K)))))
             c = sla.cho_factor(K + ridge * np.eye(n), lower=True, check_finite=False)
         self._solveK = lambda v: sla.cho_solve(c, v, check_finite=False)
@@ -413,13 +400,8 @@ class _NewtonSolver:
         return x
 
 
-#: the sparse part ``S0`` of ``K`` is factored sparse only up to this density (nnz / n²);
-#: denser patterns fill in and dense Cholesky is faster
-_SPARSE_K_MAX_DENSITY = 0.1
-
-
 def _sparse_K_solver(cols: _Columns, Dinv: np.ndarray, c: float, W: Optional[np.ndarray],
-                     F: Optional[np.ndarray]) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+                     F: Optional[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     """``v -> K⁻¹ v`` for ``K = c I + W F Wᵀ + Ã D⁻¹ Ãᵀ`` with sparse ``Ã`` (``W`` None: ``c I``).
 
     ``K = S0 + U G Uᵀ``: ``S0 = c I + Ã_s D_s⁻¹ Ã_sᵀ`` is sparse (sparse LU), and ``U = [Ã_d, W]``,
@@ -427,13 +409,11 @@ def _sparse_K_solver(cols: _Columns, Dinv: np.ndarray, c: float, W: Optional[np.
     Woodbury in the form that allows a singular ``G``:
     ``K⁻¹ = S0⁻¹ - Z G (I + Uᵀ Z G)⁻¹ Uᵀ S0⁻¹`` with ``Z = S0⁻¹ U``.  Cost: a sparse
     factorization plus ``O(n p²)`` (``p`` columns in ``U``), against ``O(n³)`` for the dense
-    ``K``.  None when ``S0`` is denser than ``_SPARSE_K_MAX_DENSITY`` (the caller goes dense).
+    ``K``.  For ``cols.sparse_K`` patterns only.
     """
     n = cols.At.shape[0]
-    S0 = cols.As @ sp.diags(Dinv[cols.sparse_idx]) @ cols.As.T
-    if S0.nnz > _SPARSE_K_MAX_DENSITY * n * n:
-        return None
-    S0 = (S0 + sp.identity(n, format="csr") * c).tocsc()
+    S0 = (cols.As @ sp.diags(Dinv[cols.sparse_idx]) @ cols.As.T
+          + sp.identity(n, format="csr") * c).tocsc()
     # COLAMD: the same fill as MMD on A+Aᵀ for these arrow-like patterns (many columns
     # coupling a few dense rows), at an eighth of the ordering time (2 ms against 18 ms, n = 1021)
     lu = spla.splu(S0, permc_spec="COLAMD", diag_pivot_thresh=0.0,
@@ -503,7 +483,9 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
     Minv = None
     Minv_scalar = None
     Minv_low_rank = None
-    low_rank = _low_rank_inverse(ops.M) if (ops.M is not None and cols.sparse) else None
+    low_rank = None
+    if ops.M is not None and cols.sparse and cols.sparse_K:
+        low_rank = _low_rank_inverse(ops.M)
     if low_rank is not None:
         c_lr, W_lr, F_lr = low_rank
         Minv_low_rank = (sigma * c_lr, W_lr, sigma * F_lr)
