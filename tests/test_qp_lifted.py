@@ -208,6 +208,33 @@ def test_structured_qp_with_low_rank_metric_matches_dense(sparse_S0, monkeypatch
     assert bool(calls) == sparse_S0, "sparse S0 must take the sparse path, a dense one must not"
 
 
+def test_failed_low_rank_interior_point_is_retried_with_the_dense_inverse(monkeypatch):
+    """When the interior point fails through the low-rank form (late BFGS metrics: its ``F`` is
+    indefinite and huge), the QP is solved again through the dense ``M⁻¹`` before any dense
+    fallback: a certified answer, one retry, no fallback."""
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(20)
+    n, k = 200, 600
+    M, gamma, vectors = _low_rank_metric(rng, n, 6)
+    A = np.zeros((n, k))
+    for j in range(k):
+        A[rng.choice(n, 2, replace=False), j] = rng.standard_normal(2)
+    lifted.register_low_rank_metric(M, gamma, vectors)
+    real = lifted._sparse_K_solver
+
+    def broken(cols, Dinv, c, W, F):  # the low-rank Newton solves go wrong, others stay exact
+        solve = real(cols, Dinv, c, W, F)
+        return (lambda v: 1e3 * solve(v)) if W is not None else solve
+
+    monkeypatch.setattr(lifted, "_sparse_K_solver", broken)
+    qp = BoxQP(None, rng.standard_normal(k), np.zeros(k), np.ones(k), kind="steering",
+               A=sp.csc_matrix(A), M=M)
+    solver = LiftedQPSolver(min_k=1)
+    y = solver.solve(qp)
+    assert solver.low_rank_retries == 1 and solver.dense_fallbacks == 0, solver.last_status
+    assert kkt_residual(_dense(qp), y).total <= default_tolerance(k)
+
+
 def test_bfgs_low_rank_form_spans_H_minus_gamma_identity():
     """``BFGSInverseHessian.low_rank_form``: ``H - γ0 I`` lies in the span of its vectors; the
     form is dropped (for good) once it would hold more than LOW_RANK_MAX_FRACTION·n vectors."""

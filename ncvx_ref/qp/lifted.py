@@ -454,9 +454,13 @@ def interior_point(qp: BoxQP, ops: Optional[StructuredOps] = None, *, tol: float
 
 
 def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
-                          tols=(1e-9, 1e-12), max_iter: int = 100):
+                          tols=(1e-9, 1e-12), max_iter: int = 100, low_rank: bool = True):
     """:func:`interior_point` as a generator: yields ``(y, converged, status)`` each time the
-    next tolerance of ``tols`` is reached (or once on failure), then resumes from there."""
+    next tolerance of ``tols`` is reached (or once on failure), then resumes from there.
+
+    ``low_rank``: use a registered low-rank form of ``M⁻¹`` (:func:`_low_rank_inverse`) when
+    there is one; False: the dense ``M⁻¹``.
+    """
     tols = list(tols)
     ops = StructuredOps(qp) if ops is None else ops
     k = qp.size
@@ -483,9 +487,10 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
     Minv = None
     Minv_scalar = None
     Minv_low_rank = None
-    low_rank = None
-    if ops.M is not None and cols.sparse and cols.sparse_K:
+    if ops.M is not None and cols.sparse and cols.sparse_K and low_rank:
         low_rank = _low_rank_inverse(ops.M)
+    else:
+        low_rank = None
     if low_rank is not None:
         c_lr, W_lr, F_lr = low_rank
         Minv_low_rank = (sigma * c_lr, W_lr, sigma * F_lr)
@@ -792,6 +797,7 @@ class LiftedQPSolver:
         self.last_polish: Optional[PolishOutcome] = None
         self.last_status = ""
         self.dense_fallbacks = 0  # structured QPs that needed the dense path (diagnostics)
+        self.low_rank_retries = 0  # ... that were retried with the dense M⁻¹
 
     def __repr__(self) -> str:
         return f"LiftedQPSolver(tol={self.tol}, min_k={self.min_k})"
@@ -828,21 +834,30 @@ class LiftedQPSolver:
             return zero
         # A moderately accurate interior point identifies the active set; polishing makes the
         # answer exact.  Only when that fails is the interior point run to full accuracy.
-        out, ok, status = None, False, "no iterate"
-        try:
-            for y, ok, status in interior_point_stages(qp, ops, tols=self.ipm_stages):
-                self.last_status = status
-                if not np.all(np.isfinite(y)):
-                    ok, status = False, f"no finite answer ({status})"
-                    break
-                out = polish_structured(qp, y, ops, tol=self.tol)
-                self.last_polish = out
-                if out.certified:
-                    return out.y
-        except QPSolverError as exc:  # M not numerically positive definite
-            ok, status = False, str(exc)
         # Ill-conditioned data (a nearly singular M) can defeat the interior point's Woodbury
-        # solves; the dense path (Q formed once) is the exact fallback.
+        # solves.  Through a low-rank form of M⁻¹ (its F is indefinite) that happens on QPs the
+        # dense M⁻¹ solves: those are retried with it.  The dense path (Q formed once) is the
+        # exact fallback of both.
+        out, ok, status = None, False, "no iterate"
+        forms = (True,)
+        if isinstance(ops.M, np.ndarray) and _low_rank_inverse(ops.M) is not None:
+            forms = (True, False)
+        for low_rank in forms:
+            if not low_rank:
+                self.low_rank_retries += 1
+            try:
+                for y, ok, status in interior_point_stages(qp, ops, tols=self.ipm_stages,
+                                                           low_rank=low_rank):
+                    self.last_status = status
+                    if not np.all(np.isfinite(y)):
+                        ok, status = False, f"no finite answer ({status})"
+                        break
+                    out = polish_structured(qp, y, ops, tol=self.tol)
+                    self.last_polish = out
+                    if out.certified:
+                        return out.y
+            except QPSolverError as exc:  # M not numerically positive definite
+                ok, status = False, str(exc)
         try:
             y_dense = self.dense.solve(_dense_copy(qp))
         except QPSolverError as exc:
