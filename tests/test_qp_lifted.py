@@ -235,6 +235,30 @@ def test_failed_low_rank_interior_point_is_retried_with_the_dense_inverse(monkey
     assert kkt_residual(_dense(qp), y).total <= default_tolerance(k)
 
 
+@pytest.mark.parametrize("equality", [False, True])
+def test_pivoted_reduced_kkt_matches_the_eigendecomposition(equality):
+    """The structured polishing's pivoted-Cholesky step equals the dense polishing's eigen step
+    on a singular reduced Hessian with a clear spectral gap: same Newton step, same flat part."""
+    from ncvx_ref.qp.lifted import _PivotedReducedKKT
+    from ncvx_ref.qp.polish import _ReducedKKT
+    rng = np.random.default_rng(21)
+    f, rank = 60, 45
+    B = rng.standard_normal((rank, f))
+    Q = B.T @ B  # PSD, 15 exactly flat directions
+    a = rng.random(f) + 0.5 if equality else None
+    g = rng.standard_normal(f)
+    r_eq = 0.3 if equality else 0.0
+    dense, piv = _ReducedKKT(Q, a), _PivotedReducedKKT(Q, a)
+    assert dense.eig is not None and piv.eig is not None and piv.eig[0] == "pivoted"
+    d1, l1, flat1 = dense.step(g, r_eq)
+    d2, l2, flat2 = piv.step(g, r_eq)
+    scale = max(1.0, np.max(np.abs(d1)))
+    assert np.max(np.abs(d1 - d2)) <= 1e-9 * scale
+    assert abs(l1 - l2) <= 1e-9 * max(1.0, abs(l1))
+    assert flat1 is not None and flat2 is not None
+    assert np.max(np.abs(flat1 - flat2)) <= 1e-9 * max(1.0, np.max(np.abs(flat1)))
+
+
 def test_bfgs_low_rank_form_spans_H_minus_gamma_identity():
     """``BFGSInverseHessian.low_rank_form``: ``H - γ0 I`` lies in the span of its vectors; the
     form is dropped (for good) once it would hold more than LOW_RANK_MAX_FRACTION·n vectors."""

@@ -37,6 +37,7 @@ from .interface import BoxQP, QPSolverError
 from .polish import (KKTResidual, PolishOutcome, _ReducedKKT, _candidate_active_sets,
                      default_tolerance, estimate_eq_multiplier)
 from .polish import _line_step as _dense_line_step
+from scipy.linalg.lapack import dpstrf as _pstrf
 
 __all__ = ["LiftedQPSolver", "StructuredOps", "interior_point", "interior_point_stages",
            "polish_structured", "kkt_residual_structured", "merge_duplicate_columns",
@@ -48,6 +49,10 @@ LIFTED_MIN_K = 1000
 _SPARSE_DENSITY = 0.1  # host gradient blocks sparser than this are stored as scipy.sparse
 #: K's sparse part is factored sparse only up to this density (nnz / n²), else dense Cholesky
 _SPARSE_K_MAX_DENSITY = 0.1
+#: pivots of the reduced Hessian's pivoted Cholesky below this fraction of its largest diagonal
+#: entry are flat directions (the eigenvalue test of the dense polishing uses 1e-11 of the
+#: largest eigenvalue, which is at least the largest diagonal entry)
+_FLAT_REL_PIVOT = 1e-11
 _EPS = float(np.finfo(np.float64).eps)
 
 
@@ -636,6 +641,53 @@ def polish_structured(qp: BoxQP, y0: np.ndarray, ops: Optional[StructuredOps] = 
     return PolishOutcome(y0, res0.total <= tol, res0, res0, rounds_total)
 
 
+class _PivotedReducedKKT(_ReducedKKT):
+    """:class:`~ncvx_ref.qp.polish._ReducedKKT` whose singular case uses a pivoted Cholesky.
+
+    Structured QPs reach polishing with free blocks of hundreds to thousands of variables whose
+    reduced Hessian is numerically singular in a few directions (late BFGS metrics); an
+    eigendecomposition of such a block costs about nine Cholesky factorizations.  LAPACK's
+    ``pstrf`` gives ``Pᵀ R P = L Lᵀ`` with rank ``r`` (pivots below the flat threshold stop it);
+    the flat directions are the null space ``P [-L11⁻ᵀ L21ᵀ; I]`` (orthonormalized: ``f x (f - r)``,
+    few columns), the Newton step the minimum-norm solution on the rest.
+    """
+
+    def _factor_singular(self, R: np.ndarray, diag: np.ndarray) -> None:
+        m = R.shape[0]
+        tol = _FLAT_REL_PIVOT * float(np.max(diag, initial=0.0))
+        c, piv, r, info = _pstrf((R + R.T) / 2, tol=tol, lower=1)
+        if info < 0:
+            return super()._factor_singular(R, diag)
+        piv = piv - 1  # LAPACK's 1-based pivots: (Pᵀ R P)_ij = R[piv_i, piv_j]
+        L11 = np.tril(c[:r, :r])
+        N = None
+        if r < m:
+            X = sla.solve_triangular(L11, c[r:, :r].T, lower=True, trans="T", check_finite=False)
+            Np = np.vstack([-X, np.eye(m - r)])
+            N = np.empty_like(Np)
+            N[piv] = Np
+            N, _ = np.linalg.qr(N)
+        self.eig = ("pivoted", L11, piv, r, N)
+
+    def _singular_step(self, zn: np.ndarray):
+        _, L11, piv, r, N = self.eig
+        flat = None
+        z_range = zn
+        if N is not None:
+            cf = N.T @ zn
+            if np.any(cf != 0.0):
+                flat = N @ cf
+                z_range = zn - flat
+        b = z_range[piv[:r]]
+        w = sla.solve_triangular(L11, sla.solve_triangular(L11, b, lower=True, check_finite=False),
+                                 lower=True, trans="T", check_finite=False)
+        step = np.zeros_like(zn)
+        step[piv[:r]] = w
+        if N is not None:
+            step -= N @ (N.T @ step)  # the minimum-norm solution: no component in the flat space
+        return step, flat
+
+
 def _rounds(qp: BoxQP, ops: StructuredOps, y_start: np.ndarray, lam: float, at_lb, at_ub,
             w: float, s: float, tol: float, max_rounds: int):
     """The active-set rounds of the dense polishing, with structured ``Q`` products."""
@@ -652,7 +704,7 @@ def _rounds(qp: BoxQP, ops: StructuredOps, y_start: np.ndarray, lam: float, at_l
         d_null = None
         if idx.size:
             a_f = None if a is None else a[idx]
-            kkt = _ReducedKKT(ops.sub(idx), a_f)
+            kkt = _PivotedReducedKKT(ops.sub(idx), a_f)
             Af = ops.columns(idx)
             for refine in range(2):  # one Newton step plus one refinement step
                 g = np.asarray(Af.T @ ops.apply_M(np.asarray(ops.A @ y))) + qp.q[idx]

@@ -266,6 +266,10 @@ class _ReducedKKT:
                 if (_min(ld) / _max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
                     self.chol = L
                     return
+        self._factor_singular(R, diag)
+
+    def _factor_singular(self, R: np.ndarray, diag: np.ndarray) -> None:
+        """Factor a reduced Hessian that Cholesky cannot: an eigendecomposition (``self.eig``)."""
         lam, V = np.linalg.eigh((R + R.T) / 2)
         # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
         # those directions are treated as linear, which the line step handles exactly anyway.
@@ -273,6 +277,17 @@ class _ReducedKKT:
                                  float(np.max(diag, initial=0.0)))
         self.curved = lam > thresh
         self.eig = (lam, V)
+
+    def _singular_step(self, zn: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """``(R⁺ zn on the curved directions, the part of zn in the flat ones or None)``."""
+        lam, V = self.eig
+        c = V.T @ zn
+        cur = self.curved
+        step = V[:, cur] @ (c[cur] / lam[cur])
+        flat_c = c[~cur]
+        if flat_c.size and np.any(flat_c != 0.0):
+            return step, V[:, ~cur] @ flat_c
+        return step, None
 
     def _to_null(self, x: np.ndarray) -> np.ndarray:
         """``Zᵀx``."""
@@ -301,14 +316,11 @@ class _ReducedKKT:
             # 0 + x, not x: the same signed zeros as adding a zero vector d0
             d = (self._from_null(u) + 0.0) if d0 is None else d0 + self._from_null(u)
         elif self.eig is not None:
-            lam, V = self.eig
-            c = V.T @ self._to_null(z)
-            cur = self.curved
-            step = self._from_null(V[:, cur] @ (c[cur] / lam[cur]))
+            step, flat_null = self._singular_step(self._to_null(z))
+            step = self._from_null(step)
             d = (0.0 - step) if d0 is None else d0 - step
-            flat_c = c[~cur]
-            if flat_c.size and np.any(flat_c != 0.0):
-                flat = -self._from_null(V[:, ~cur] @ flat_c)
+            if flat_null is not None:
+                flat = -self._from_null(flat_null)
         else:
             d = np.zeros_like(r) if d0 is None else d0
         dlam = 0.0
