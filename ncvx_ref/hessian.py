@@ -159,8 +159,8 @@ class BFGSInverseHessian:
         if len(self._low_rank) + 2 > min(LOW_RANK_MAX_FRACTION * self.n, LOW_RANK_MAX_VECTORS):
             self._low_rank = None
             return
-        xp = self._b.xp
-        self._low_rank += [xp.asarray(s, copy=True), xp.asarray(u, copy=True)]
+        # s may be the caller's array; u is this update's own (rho * H y): no copy needed
+        self._low_rank += [self._b.xp.asarray(s, copy=True), u]
 
     def low_rank_form(self) -> Optional[Tuple[float, List[Array]]]:
         """``(γ0, vectors)`` with ``H - γ0 I`` in the span of ``vectors`` (at least one), or None

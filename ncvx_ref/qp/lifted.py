@@ -32,12 +32,12 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.linalg.lapack import dpstrf as _pstrf
 
 from .interface import BoxQP, QPSolverError
 from .polish import (KKTResidual, PolishOutcome, _ReducedKKT, _candidate_active_sets,
                      default_tolerance, estimate_eq_multiplier)
 from .polish import _line_step as _dense_line_step
-from scipy.linalg.lapack import dpstrf as _pstrf
 
 __all__ = ["LiftedQPSolver", "StructuredOps", "interior_point", "interior_point_stages",
            "polish_structured", "kkt_residual_structured", "merge_duplicate_columns",
@@ -112,6 +112,8 @@ class StructuredOps:
             self.M = np.asarray(M, dtype=np.float64)
         self.n, self.k = self.A.shape
         self._diag: Optional[np.ndarray] = None
+        #: set by :func:`interior_point_stages`: its Newton systems went through a low-rank M⁻¹
+        self.low_rank_used = False
 
     def apply_M(self, z: np.ndarray) -> np.ndarray:
         return self.M_scalar * z if self.M is None else self.M @ z
@@ -361,11 +363,9 @@ class _NewtonSolver:
         Dinv = 1.0 / D
         self.Dinv = Dinv
         n = At.shape[0]
-        if cols.sparse and cols.sparse_K and Minv_low_rank is not None:
-            self._solveK = _sparse_K_solver(cols, Dinv, *Minv_low_rank)
-            return
-        if cols.sparse and cols.sparse_K and Minv_scalar is not None:
-            self._solveK = _sparse_K_solver(cols, Dinv, Minv_scalar, None, None)
+        if cols.sparse and cols.sparse_K and (Minv_low_rank is not None or Minv_scalar is not None):
+            c, W, F = Minv_low_rank if Minv_low_rank is not None else (Minv_scalar, None, None)
+            self._solveK = _sparse_K_solver(cols, Dinv, c, W, F)
             return
         K = cols.gram(Dinv)
         if Minv_scalar is not None:
@@ -492,12 +492,12 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
     Minv = None
     Minv_scalar = None
     Minv_low_rank = None
+    form = None
     if ops.M is not None and cols.sparse and cols.sparse_K and low_rank:
-        low_rank = _low_rank_inverse(ops.M)
-    else:
-        low_rank = None
-    if low_rank is not None:
-        c_lr, W_lr, F_lr = low_rank
+        form = _low_rank_inverse(ops.M)
+    ops.low_rank_used = form is not None
+    if form is not None:
+        c_lr, W_lr, F_lr = form
         Minv_low_rank = (sigma * c_lr, W_lr, sigma * F_lr)
     elif ops.M is not None:
         Minv = sigma * _metric_inverse(ops.M)
@@ -891,11 +891,10 @@ class LiftedQPSolver:
         # dense M⁻¹ solves: those are retried with it.  The dense path (Q formed once) is the
         # exact fallback of both.
         out, ok, status = None, False, "no iterate"
-        forms = (True,)
-        if isinstance(ops.M, np.ndarray) and _low_rank_inverse(ops.M) is not None:
-            forms = (True, False)
-        for low_rank in forms:
+        for low_rank in (True, False):
             if not low_rank:
+                if not ops.low_rank_used:
+                    break  # the first attempt already used the dense M⁻¹: nothing to retry
                 self.low_rank_retries += 1
             try:
                 for y, ok, status in interior_point_stages(qp, ops, tols=self.ipm_stages,
