@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 from array_api_compat import array_namespace, is_jax_array
 
 from .backend import Backend
@@ -18,6 +18,7 @@ from . import bfgs_kernels
 from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, bfgs_matrix, rank2_kind,
                            symmetric_product)
 from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
+from .product_memo import ProductMemo
 from .result import BFGSCounts
 
 Array = Any
@@ -41,9 +42,17 @@ class _Counters:
                           self.scaling_skips, self.sty_fails, self.infnan_fails)
 
 
-def damp(s: Array, y: Array, sty: float, Hs: Array, delta: float, backend: Backend
-         ) -> Tuple[Array, float, bool]:
-    """GRANSO's damping (§11.3): Powell's rule with the *inverse* approximation ``H`` (``Hs = H s``)."""
+def damp(s: Array, y: Array, sty: float, apply_H: Callable[[Array], Array], delta: float,
+         backend: Backend, rayleigh_bound: Optional[float] = None) -> Tuple[Array, float, bool]:
+    """GRANSO's damping (§11.3): Powell's rule with the *inverse* approximation ``H``.
+
+    ``rayleigh_bound`` (an upper bound on ``vᵀHv / vᵀv``, or None): when ``sᵀy`` is at least
+    ``delta`` times that bound times ``sᵀs``, the rule cannot fire and ``H s`` (a pass over an
+    ``n x n`` ``H``) is not computed; the outcome is the same either way.
+    """
+    if rayleigh_bound is not None and sty >= delta * rayleigh_bound * backend.dot(s, s):
+        return y, sty, False
+    Hs = apply_H(s)
     sHs = backend.dot(s, Hs)
     if sty < delta * sHs:
         theta = ((1 - delta) * sHs) / (sHs - sty)
@@ -76,6 +85,7 @@ class BFGSInverseHessian:
         # the vectors of those terms, kept while few enough to be useful (see low_rank_form)
         self._low_rank: Optional[List[Array]] = [] if H0 is None else None
         self._gamma0: Optional[float] = None
+        self._memo = ProductMemo(backend)  # products of recurring arrays (rank-2 path only)
 
     @property
     def identity_scale(self) -> Optional[float]:
@@ -98,6 +108,31 @@ class BFGSInverseHessian:
             return symmetric_product(self._H, V)
         return self._H @ V
 
+    @property
+    def memoizes(self) -> bool:
+        """Whether :meth:`apply_each` keeps products across updates (the in-place rank-2 path,
+        ``n >= RANK2_MIN_N``); otherwise callers keep their one product of a joined matrix,
+        whose rounding the reference cases depend on."""
+        return self._H is not None and self._in_place_kind is not None
+
+    def apply_each(self, arrays: List[Array]) -> List[Array]:
+        """``[H v for v in arrays]``, for arrays that may come back in later iterations (gradients
+        of the current point and of cached samples): on the rank-2 path a product known from an
+        earlier call is updated in ``O(n)`` per column instead of recomputed
+        (:mod:`~ncvx_ref.product_memo`).  The products are shared: never write into them."""
+        if not self.memoizes:
+            return [self.apply(v) for v in arrays]
+        return self._memo.products(arrays, self.apply)
+
+    def rayleigh_bound(self) -> Optional[float]:
+        """An upper bound on ``vᵀHv / vᵀv`` (the trace of the positive definite ``H``, times a
+        margin for rounding) on the rank-2 path, else None: it lets damping skip ``H s`` when
+        ``sᵀy`` is large enough whatever ``sᵀHs`` is."""
+        if not self.memoizes:
+            return None
+        xp = self._b.xp
+        return 1.01 * float(xp.sum(xp.linalg.diagonal(self._H)))
+
     def update(self, s: Array, y: Array, sty: float, damped: bool) -> int:
         c = self.counts
         c.requests += 1
@@ -117,6 +152,7 @@ class BFGSInverseHessian:
             else:
                 self._H = gamma * self._H
                 self._owns_H = True
+                self._memo.clear()
                 if self._abs_bound is not None:
                     self._abs_bound *= gamma
             self._scale_pending = False
@@ -131,6 +167,7 @@ class BFGSInverseHessian:
         else:
             w = math.sqrt(kappa) * s
             H_new = bfgs_matrix(self._H, u, s, w, b, identity_scale=self._gamma_identity)
+            self._memo.clear()
         if H_new is None:
             c.infnan_fails += 1
             return SKIPPED_INFNAN
@@ -224,6 +261,10 @@ class BFGSInverseHessian:
             if not bool(xp.all(xp.isfinite(out))):
                 return None
             bound = float(xp.max(xp.abs(out)))
+        if self._H is None:
+            self._memo.clear()  # H was the scaled identity: nothing memoized follows it
+        else:
+            self._memo.rank2(s, b)
         self._abs_bound = bound
         self._in_place_kind = kind
         return out
@@ -231,6 +272,14 @@ class BFGSInverseHessian:
 
 class LBFGSInverseHessian:
     """Limited-memory inverse BFGS with at most ``m`` pairs, oldest first (§11.4)."""
+
+    memoizes = False  # products are not kept across updates (see BFGSInverseHessian.apply_each)
+
+    def apply_each(self, arrays: List[Array]) -> List[Array]:
+        return [self.apply(v) for v in arrays]
+
+    def rayleigh_bound(self) -> Optional[float]:
+        return None
 
     def __init__(self, n: int, m: int, backend: Backend, H0: Optional[Array] = None,
                  scaleH0: bool = True, fixed_scaling: bool = True, warm_start: Optional[dict] = None):

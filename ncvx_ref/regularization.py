@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from .hessian import BFGSInverseHessian
 
@@ -21,19 +21,23 @@ class QPMetric:
 
     ``regularized`` is the regularized matrix when it differs from ``H`` (for the callback),
     else None.  ``eig_failed`` reports a failed eigendecomposition (``H_QP = H`` then).
+    ``apply_each(arrays)``: the products of arrays that may recur in later iterations, kept up
+    to date across updates (``BFGSInverseHessian.apply_each``); None when ``H_QP`` does not
+    memoize (then callers form one product of their joined matrix, as GRANSO does).
     """
 
     apply: Callable[[Array], Array]
     regularized: Optional[Array] = None
     eig_failed: bool = False
+    apply_each: Optional[Callable[[List[Array]], List[Array]]] = None
 
 
 def make_qp_metric(H, threshold: float, lower_top: bool) -> QPMetric:
     """Build ``H_QP`` from the current (L-)BFGS object ``H`` (a frozen copy for full memory)."""
-    if not isinstance(H, BFGSInverseHessian) or not threshold < math.inf:
+    if not isinstance(H, BFGSInverseHessian):
         return QPMetric(apply=H.apply)
-    if H.is_initial_sparse:  # §19.11: no work while H is still the sparse H0 (maybe γ-scaled)
-        return QPMetric(apply=H.apply)
+    if not threshold < math.inf or H.is_initial_sparse:  # §19.11: no work while H is still the sparse H0
+        return QPMetric(apply=H.apply, apply_each=H.apply_each if H.memoizes else None)
     dense = H.dense
     xp = H._b.xp
     try:

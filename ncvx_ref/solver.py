@@ -67,7 +67,8 @@ class BfgsSqp:
         return make_qp_metric(self.H, self.opts.regularize_threshold, self.opts.regularize_max_eigenvalues)
 
     def _stationarity(self):
-        r = stationarity(self.S, self.cache, self.metric.apply, self.qp, self.opts.opt_tol, self.b)
+        r = stationarity(self.S, self.cache, self.metric.apply, self.qp, self.opts.opt_tol, self.b,
+                         apply_each=self.metric.apply_each)
         self.ev.set_stat_value(r.value)
         self.stat_value = r.value
         return r
@@ -140,8 +141,9 @@ class BfgsSqp:
         level = self.level
         if level < QUASI_NEWTON:
             apply_M = self.metric.apply if level == STEERING else (lambda v: v)
+            apply_each = self.metric.apply_each if level == STEERING else None
             try:
-                p, mu_new = steer(self.S, apply_M, self.steering, self.qp, b)
+                p, mu_new = steer(self.S, apply_M, self.steering, self.qp, b, apply_each)
             except QPSolverError as exc:
                 self._notice(3, f"steering QP failed at iteration {self.k}: {exc}")
                 if not o.halt_on_quadprog_error and self._bump():
@@ -152,7 +154,8 @@ class BfgsSqp:
                 pt = ev.set_mu(mu_new)
                 self.F, self.G, self.MU = pt.p, pt.p_grad, mu_new
         elif level == QUASI_NEWTON:
-            p = -self.H.apply(self.G)
+            # H itself (never regularized); G is often the gradient the stationarity QP multiplied
+            p = -self.H.apply_each([self.G])[0]
         elif level == GRADIENT:
             p = -self.G
         else:
@@ -257,7 +260,8 @@ class BfgsSqp:
         sty = b.dot(s, y)
         damped = False
         if self.opts.bfgs_damping > 0:  # 0 = no damping (GRANSO 1.6.4 crashes instead, §19.14)
-            y, sty, damped = damp(s, y, sty, self.H.apply(s), self.opts.bfgs_damping, b)
+            y, sty, damped = damp(s, y, sty, self.H.apply, self.opts.bfgs_damping, b,
+                                  rayleigh_bound=self.H.rayleigh_bound())
         code = self.H.update(s, y, sty, damped)
         if code > 0:
             why = {1: "applied without scaling (the scaling factor was inf/NaN)",

@@ -127,8 +127,13 @@ class StationarityResult:
 
 
 def stationarity(pt: PenaltyPoint, cache: NeighbourhoodCache, apply_Hqp: Callable[[Array], Array],
-                 qp_solver, opt_tol: float, backend: Backend) -> StationarityResult:
-    """§10.1: the smooth shortcut, else the termination QP over the cached neighbourhood."""
+                 qp_solver, opt_tol: float, backend: Backend,
+                 apply_each: Optional[Callable[[List[Array]], List[Array]]] = None) -> StationarityResult:
+    """§10.1: the smooth shortcut, else the termination QP over the cached neighbourhood.
+
+    ``apply_each``: ``H_QP``'s memoizing product of several arrays (``QPMetric.apply_each``):
+    the samples' gradients are then multiplied one by one, each known product reused.
+    """
     s = backend.norm(pt.p_grad)
     if s <= opt_tol:
         return StationarityResult(pt.p_grad, s, 0, 1)
@@ -142,7 +147,8 @@ def stationarity(pt: PenaltyPoint, cache: NeighbourhoodCache, apply_Hqp: Callabl
     else:
         merged = merge_repeated_columns(pt, samples, current, backend)
         if merged is None:
-            vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend)
+            vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend,
+                                        apply_each=apply_each)
         else:
             vec, n_qp = _termination_qp_merged(pt, merged, apply_Hqp, qp_solver, backend)
     return StationarityResult(vec, backend.norm(vec), n_qp, len(samples))
@@ -183,7 +189,8 @@ class _GradientBlocks:
     chunk-by-chunk products, keeping the rows and columns of the samples present.
     """
 
-    def __init__(self, samples, chunks, apply_Hqp, m_e: int, m_i: int, backend: Backend):
+    def __init__(self, samples, chunks, apply_Hqp, m_e: int, m_i: int, backend: Backend,
+                 apply_each=None):
         xp = backend.xp
         self.backend = backend
         if chunks is None:
@@ -193,7 +200,10 @@ class _GradientBlocks:
             self.A = [_gradient_matrix(c, xp) for c in chunks]
             self.where = [_global_columns(b, len(chunks[0]), len(samples), m_e, m_i)
                           for b in range(len(chunks))]
-        self.HA = [apply_Hqp(a) for a in self.A]
+        if chunks is None and apply_each is not None:
+            self.HA = [_gradient_matrix(_multiplied(samples, apply_each), xp)]
+        else:
+            self.HA = [apply_Hqp(a) for a in self.A]
         self.k = len(samples) * (1 + m_e + m_i)
 
     def gram(self, metric: bool) -> np.ndarray:
@@ -221,6 +231,18 @@ class _GradientBlocks:
             part = HAb @ self.backend.from_host(yb)
             out = part if out is None else out + part
         return out
+
+
+def _multiplied(samples: List[GradientSample], apply_each) -> List[GradientSample]:
+    """The samples with every gradient array replaced by its product with ``H_QP`` (one
+    ``apply_each`` call, so products known from earlier iterations are reused)."""
+    arrays = []
+    for s in samples:
+        arrays += [a for a in (s.f_grad, s.ci_grad, s.ce_grad) if a is not None]
+    products = iter(apply_each(arrays))
+    return [GradientSample(s.x, next(products),
+                           None if s.ci_grad is None else next(products),
+                           None if s.ce_grad is None else next(products)) for s in samples]
 
 
 def _global_columns(b: int, size: int, l: int, m_e: int, m_i: int) -> np.ndarray:
@@ -400,10 +422,12 @@ def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, q
 
 
 def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, qp_solver,
-                    backend: Backend, chunks: Optional[List[List[GradientSample]]] = None):
+                    backend: Backend, chunks: Optional[List[List[GradientSample]]] = None,
+                    apply_each=None):
     """§10.3: build A, Q, q and the bounds; solve with fallbacks; ``d = −(H_QP A) y``.
 
     ``chunks``: the samples in fixed-size chunks (fixed-shape backends, see :class:`_GradientBlocks`).
+    ``apply_each``: see :func:`stationarity`.
     """
     l = len(samples)
     n = int(pt.x.shape[0])
@@ -413,7 +437,7 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
         available, M = host_metric(apply_Hqp, n, backend)
         if available:
             return _termination_qp_structured(pt, samples, apply_Hqp, M, qp_solver, backend)
-    blocks = _GradientBlocks(samples, chunks, apply_Hqp, m_e, m_i, backend)
+    blocks = _GradientBlocks(samples, chunks, apply_Hqp, m_e, m_i, backend, apply_each)
     Q = blocks.gram(metric=True)
     Q = (Q + Q.T) / 2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
@@ -35,13 +35,12 @@ class _SteeringQP:
     """
 
     def __init__(self, pt: PenaltyPoint, apply_M: Callable[[Array], Array], backend: Backend,
-                 qp_solver=None):
+                 qp_solver=None, apply_each: Optional[Callable[[List[Array]], List[Array]]] = None):
         xp = backend.xp
         blocks = [j for j in (pt.ce_grad, pt.ci_grad) if j is not None]  # equalities first
         vals = [v for v in (pt.ce, pt.ci) if v is not None]
         self.C = blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=1)
         self.c = vals[0] if len(vals) == 1 else xp.concat(vals)
-        self.Mg = apply_M(pt.f_grad)
         n, k = int(self.C.shape[0]), int(self.c.shape[0])
         self.structure = None
         if wants_structure(qp_solver, n, k):
@@ -49,8 +48,16 @@ class _SteeringQP:
             if available:
                 self.structure = (host_gradients([to_host(b) for b in blocks]), M)
                 self.apply_M = apply_M
+        if self.structure is None and apply_each is not None:
+            # the stationarity QP has just multiplied these very arrays (with H before the update)
+            products = apply_each([pt.f_grad] + blocks)
+            self.Mg = products[0]
+            self.MC = products[1] if len(blocks) == 1 else xp.concat(products[1:], axis=1)
+        else:
+            self.Mg = apply_M(pt.f_grad)
+            if self.structure is None:
+                self.MC = apply_M(self.C)
         if self.structure is None:
-            self.MC = apply_M(self.C)
             Q = to_host(self.C.T @ self.MC)
             self.Q = (Q + Q.T) / 2
         m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
@@ -89,14 +96,16 @@ def _predicted_reduction(pt: PenaltyPoint, d: Array, V: float, l1: bool, backend
 
 
 def steer(pt: PenaltyPoint, apply_M: Callable[[Array], Array], params: SteeringParameters,
-          qp_solver, backend: Backend):
+          qp_solver, backend: Backend,
+          apply_each: Optional[Callable[[List[Array]], List[Array]]] = None):
     """Return ``(d, mu)``: the steered direction and the (possibly lowered) penalty parameter.
 
+    ``apply_each``: ``M``'s memoizing product of several arrays (``QPMetric.apply_each``), or None.
     A QP failure propagates as :class:`~ncvx_ref.qp.QPSolverError` (the caller falls back).
     """
     V = pt.tv_l1 if params.l1_model else pt.tv
     tol = math.sqrt(backend.eps) * max(V, 1.0)  # eps of the run's dtype (2^-52 in float64)
-    data = _SteeringQP(pt, apply_M, backend, qp_solver)
+    data = _SteeringQP(pt, apply_M, backend, qp_solver, apply_each)
 
     def pred(d):
         return _predicted_reduction(pt, d, V, params.l1_model, backend)

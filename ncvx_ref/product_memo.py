@@ -1,0 +1,89 @@
+"""Products ``H v`` that recur across iterations, kept current through rank-2 updates of ``H``.
+
+A full-memory BFGS iteration multiplies ``H`` by the same gradient arrays more than once: the
+stationarity QP at ``x_k`` needs ``H_{k-1} [∇f_k, J_k]`` (ALGORITHM.md §10.3, the matrix *before*
+the update), the next steering QP ``H_k [∇f_k, J_k]`` (§7), and every cached sample of the
+neighbourhood comes back iteration after iteration.  Each product is a pass over the
+``n x n`` matrix.  Since the in-place update is ``H_k = H_{k-1} + s bᵀ + b sᵀ``
+(:func:`~ncvx_ref.bfgs_kernels.add_symmetric_rank2`), a product already known is brought up to
+date in ``O(n)`` per column::
+
+    H_k v = H_{k-1} v + s (bᵀv) + b (sᵀv)
+
+:class:`ProductMemo` keeps such products keyed by the array object, and checks the array's
+content on every hit (a user function may hand back one buffer rewritten in place), so a hit
+is always the product of the array as it is now.  The corrected product equals a fresh one up
+to rounding (a few ulps per update), which is why only the in-place rank-2 path (``n >=
+RANK2_MIN_N``, whose arithmetic already differs from the spec's elementwise form) uses it:
+the reference cases keep GRANSO's arithmetic.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List
+
+Array = Any
+
+#: an entry not asked for during this many consecutive updates is dropped (a sample that has
+#: left the neighbourhood, the previous point's gradients): memory stays at about the arrays of
+#: the current neighbourhood
+MAX_IDLE_UPDATES = 2
+
+
+class _Entry:
+    __slots__ = ("array", "copy", "product", "idle")
+
+    def __init__(self, array: Array, copy: Array, product: Array) -> None:
+        self.array, self.copy, self.product, self.idle = array, copy, product, 0
+
+
+class ProductMemo:
+    """``H v`` for arrays ``v`` (``(n,)`` or ``(n, m)``) seen before, updated with ``H``.
+
+    ``products(arrays, compute)`` returns the product of every array, computing (with
+    ``compute``) only those not known (the products are shared with the memo: read them, never
+    write into them); ``rank2(s, b)`` follows ``H += s bᵀ + b sᵀ``; ``clear()``
+    forgets everything (any other change of ``H``).
+    """
+
+    def __init__(self, backend) -> None:
+        self._b = backend
+        self._entries: Dict[int, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def products(self, arrays: List[Array], compute: Callable[[Array], Array]) -> List[Array]:
+        xp = self._b.xp
+        out = []
+        for v in arrays:
+            e = self._entries.get(id(v))
+            if e is not None and e.array is v and bool(xp.all(e.copy == v)):
+                e.idle = 0
+                out.append(e.product)
+                continue
+            hv = compute(v)
+            # a private copy of v: the content check needs v as it was
+            self._entries[id(v)] = _Entry(v, xp.asarray(v, copy=True), hv)
+            out.append(hv)
+        return out
+
+    def rank2(self, s: Array, b: Array) -> None:
+        """Follow ``H ← H + s bᵀ + b sᵀ``; entries idle for too long are dropped."""
+        xp = self._b.xp
+        stale = []
+        for key, e in self._entries.items():
+            e.idle += 1
+            if e.idle > MAX_IDLE_UPDATES:
+                stale.append(key)
+                continue
+            v, hv = e.copy, e.product
+            # a new array (not +=): a product handed out earlier never changes under its holder
+            if len(v.shape) == 1:
+                e.product = hv + (float(xp.vecdot(b, v)) * s + float(xp.vecdot(s, v)) * b)
+            else:
+                e.product = hv + (s[:, None] * (b @ v)[None, :] + b[:, None] * (s @ v)[None, :])
+        for key in stale:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
