@@ -45,14 +45,18 @@ def rank2_kind(s, H) -> Optional[str]:
 
 def add_symmetric_rank2(H, s, b, kind: str):
     """``H + s bᵀ + b sᵀ`` written into ``H`` (returned; NumPy's BLAS may hand back a new
-    array only if ``H`` were not contiguous, which :func:`rank2_kind` rules out)."""
-    if kind == "blas":
-        from scipy.linalg.blas import dger
+    array only if ``H`` were not contiguous, which :func:`rank2_kind` rules out).
 
-        t = H.T  # Fortran-ordered view: BLAS updates it in place
-        t = dger(1.0, s, b, a=t, overwrite_a=1)
-        t = dger(1.0, b, s, a=t, overwrite_a=1)
-        return t.T
+    ``kind`` "blas" writes the **lower triangle only** (row-major; diagonal included), by one
+    BLAS ``syr2``: half the memory traffic of two rank-1 updates (n = 4000: 7.8 ms against
+    19 ms).  The upper triangle keeps older values until :func:`symmetrize_lower` copies the
+    lower one over it; :func:`symmetric_product` with ``lower_only=True`` reads the lower
+    triangle alone."""
+    if kind == "blas":
+        from scipy.linalg.blas import dsyr2
+
+        t = H.T  # Fortran-ordered view: its upper triangle is H's lower one
+        return dsyr2(1.0, s, b, a=t, lower=0, overwrite_a=1).T
     from array_api_compat import is_torch_array
 
     if is_torch_array(H):
@@ -71,16 +75,19 @@ def add_symmetric_rank2(H, s, b, kind: str):
 SYMV_MAX_COLUMNS = 4
 
 
-def symmetric_product(H, V):
+def symmetric_product(H, V, lower_only: bool = False):
     """``H V`` for the symmetric float64 ``H`` of the rank-2 path (``V`` float64, ``(n,)`` or
     ``(n, k)``).  OpenBLAS's ``gemm`` with a few columns runs at a fraction of its
     matrix-vector speed here (``n = 4000``, 3 columns: 27 ms, against 3 x 4 ms by ``symv``,
     which also reads one triangle only); wider ``V`` goes through ``(Vᵀ H)ᵀ`` (~1.3x faster
-    than ``H @ V``).  Rounding differs from ``H @ V``; ``H`` is symmetric to rounding."""
+    than ``H @ V``), or ``symm`` on the lower triangle when only that one is current
+    (``lower_only``, see :func:`add_symmetric_rank2`).  Rounding differs from ``H @ V``."""
     import numpy as np
-    from scipy.linalg.blas import dsymv
+    from scipy.linalg.blas import dsymm, dsymv
 
     if not (isinstance(V, np.ndarray) and V.dtype == np.float64 and V.ndim in (1, 2)):
+        if lower_only:
+            symmetrize_lower(H)
         return H @ V
     Hf = H.T  # Fortran-ordered view for BLAS (its upper triangle is H's lower one)
     if V.ndim == 1:
@@ -91,7 +98,28 @@ def symmetric_product(H, V):
         for j in range(k):
             out[:, j] = dsymv(1.0, Hf, V[:, j], lower=0)
         return out
+    if lower_only:
+        return np.ascontiguousarray(dsymm(1.0, Hf, np.asfortranarray(V), lower=0))
     return np.ascontiguousarray((V.T @ H).T)
+
+
+#: rows (and columns) per block of :func:`symmetrize_lower`'s transposed copies
+SYMMETRIZE_BLOCK = 256
+
+
+def symmetrize_lower(H) -> None:
+    """Copy the lower triangle of the row-major ``H`` over its upper one, in place (a pass
+    over the matrix; needed only where the whole ``H`` is read: ``dense``, ``state()``, the
+    lifted QP path's metric)."""
+    import numpy as np
+
+    n = int(H.shape[0])
+    for i0 in range(0, n, SYMMETRIZE_BLOCK):
+        i1 = min(n, i0 + SYMMETRIZE_BLOCK)
+        H[i0:i1, i1:] = H[i1:, i0:i1].T
+        diag_block = H[i0:i1, i0:i1]
+        upper = np.triu_indices(i1 - i0, 1)
+        diag_block[upper] = diag_block.T[upper]
 
 
 #: rows per block * n of the blocked NumPy update: the block and its temporaries (~4 arrays of

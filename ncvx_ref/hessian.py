@@ -16,7 +16,7 @@ from array_api_compat import array_namespace, is_jax_array
 from .backend import Backend
 from . import bfgs_kernels
 from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, bfgs_matrix, rank2_kind,
-                           symmetric_product)
+                           symmetric_product, symmetrize_lower)
 from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
 from .product_memo import ProductMemo
 from .result import BFGSCounts
@@ -80,6 +80,7 @@ class BFGSInverseHessian:
         self._abs_bound: Optional[float] = None  # an upper bound on max|H_ij| (rank-2 path)
         self._owns_H = False  # H is this object's array (so the rank-2 path may update it in place)
         self._in_place_kind: Optional[str] = None  # rank2_kind of the last in-place update
+        self._lower_only = False  # only H's lower triangle is current (BLAS syr2 updates)
         self._generation_view = None  # see metric_array
         # H = γ0 I + (rank-2 terms in span{s_i, u_i}) while it grew from the scaled identity:
         # the vectors of those terms, kept while few enough to be useful (see low_rank_form)
@@ -99,13 +100,21 @@ class BFGSInverseHessian:
         :meth:`state` gives a copy."""
         if self._H is None:
             return self._gamma_identity * self._b.eye(self.n)
+        return self._whole()
+
+    def _whole(self) -> Array:
+        """``self._H`` with both triangles current (the first read after BLAS updates copies the
+        lower triangle over the upper one)."""
+        if self._lower_only:
+            symmetrize_lower(self._H)
+            self._lower_only = False
         return self._H
 
     def apply(self, V: Array) -> Array:
         if self._H is None:
             return V if self._gamma_identity == 1.0 else self._gamma_identity * V
         if self._in_place_kind == "blas":  # NumPy float64, symmetric H
-            return symmetric_product(self._H, V)
+            return symmetric_product(self._H, V, lower_only=self._lower_only)
         return self._H @ V
 
     @property
@@ -210,7 +219,7 @@ class BFGSInverseHessian:
         """GRANSO's ``H_final``: a copy when later updates would change ``H`` in place (unless
         ``snapshot=False``: the end of the run hands over the live array, no copy)."""
         if snapshot and self._H is not None and self._may_update_in_place():
-            return self._b.xp.asarray(self._H, copy=True)
+            return self._b.xp.asarray(self._whole(), copy=True)
         return self.dense
 
     def _may_update_in_place(self) -> bool:
@@ -225,15 +234,17 @@ class BFGSInverseHessian:
         if self._generation_view is None:
             import numpy as np
 
-            self._generation_view = self._H.view() if isinstance(self._H, np.ndarray) else self._H
+            H = self._whole()
+            self._generation_view = H.view() if isinstance(H, np.ndarray) else H
         return self._generation_view
 
     def _rank2_update(self, u, s, kappa: float, kind: str):
         """The update as ``H + s bᵀ + b sᵀ`` with ``b = (κ/2) s - u`` (the same matrix as
         ``H − (u sᵀ + s uᵀ) + κ s sᵀ``), in place once ``H`` is this object's own array: no
-        ``n x n`` temporary (the elementwise form needs about four).  ``kind`` "blas": two BLAS
-        rank-1 updates (NumPy float64, ~3x faster than the elementwise form at n = 1000-4000);
-        "inplace": torch's ``addr_`` or, elsewhere (CuPy), row blocks updated in place.
+        ``n x n`` temporary (the elementwise form needs about four).  ``kind`` "blas": one BLAS
+        ``syr2`` on the lower triangle (NumPy float64; the upper one is refreshed only when the
+        whole matrix is read, see :meth:`_whole`); "inplace": torch's ``addr_`` or, elsewhere
+        (CuPy), row blocks updated in place.
         Inf/NaN is ruled out by a bound on ``max|H_ij|``; only when the bound nears overflow is
         the update made on a copy and checked entry by entry."""
         xp = self._b.xp
@@ -261,6 +272,7 @@ class BFGSInverseHessian:
             if not bool(xp.all(xp.isfinite(out))):
                 return None
             bound = float(xp.max(xp.abs(out)))
+        self._lower_only = kind == "blas"  # syr2 wrote the lower triangle alone
         if self._H is None:
             self._memo.clear()  # H was the scaled identity: nothing memoized follows it
         else:

@@ -184,3 +184,25 @@ def test_state_snapshot_under_array_api_strict():
     s, y, sty = _pair(rng, N)
     H.update(xps.asarray(s), xps.asarray(y), sty, False)
     assert tuple(H.state().shape) == (N, N)
+
+
+def test_blas_updates_write_the_lower_triangle_and_reads_see_the_whole_matrix():
+    """syr2 leaves the upper triangle stale; every whole-matrix read refreshes it first."""
+    from ncvx_ref.bfgs_kernels import symmetrize_lower
+
+    rng = np.random.default_rng(11)
+    H = BFGSInverseHessian(N + 300, B)  # more than one symmetrization block
+    for _ in range(3):
+        H.update(*_pair(rng, N + 300), False)
+    raw = H._H.copy()
+    assert H._lower_only and not np.array_equal(raw, raw.T)
+    V = rng.standard_normal((N + 300, 7))
+    wide = H.apply(V)  # symm on the lower triangle, no refresh needed
+    assert H._lower_only
+    snap = H.state()
+    np.testing.assert_array_equal(snap, snap.T)
+    np.testing.assert_array_equal(np.tril(snap), np.tril(raw))
+    np.testing.assert_allclose(wide, snap @ V, rtol=0, atol=1e-12 * np.abs(snap @ V).max())
+    M = np.tril(rng.standard_normal((5, 5)))
+    symmetrize_lower(M)
+    np.testing.assert_array_equal(M, M.T)

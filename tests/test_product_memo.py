@@ -155,9 +155,9 @@ def test_solve_with_memoized_products_matches_the_plain_products(monkeypatch):
     passes = []
     product = hessian.symmetric_product
 
-    def counted(H, V):
+    def counted(H, V, **kwargs):
         passes.append(1 if V.ndim == 1 else V.shape[1])
-        return product(H, V)
+        return product(H, V, **kwargs)
 
     monkeypatch.setattr(hessian, "symmetric_product", counted)
     fun, x0, _ = _eigen_problem(N)
@@ -165,6 +165,7 @@ def test_solve_with_memoized_products_matches_the_plain_products(monkeypatch):
     passes_memo, passes[:] = sum(passes), []
     monkeypatch.setattr(BFGSInverseHessian, "memoizes", property(lambda self: False))
     without = ncvx_ref.solve(fun, x0, print_level=0, maxit=60)
+    assert with_memo.error is None and without.error is None
     assert with_memo.termination_code == without.termination_code
     assert with_memo.iters == without.iters
     assert with_memo.final.f == pytest.approx(without.final.f, rel=1e-9)
