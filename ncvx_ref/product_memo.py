@@ -21,12 +21,18 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List
 
+import numpy as np
+
 Array = Any
 
 #: an entry not asked for during this many consecutive updates is dropped (a sample that has
 #: left the neighbourhood, the previous point's gradients): memory stays at about the arrays of
 #: the current neighbourhood
 MAX_IDLE_UPDATES = 2
+
+
+def _blas_dot(a, b) -> float:
+    return float(np.dot(a, b))
 
 
 class _Entry:
@@ -52,12 +58,17 @@ class ProductMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def _unchanged(self, e: _Entry, v: Array) -> bool:
+        if self._b.host_f64:
+            return bool(np.array_equal(e.copy, v))
+        return bool(self._b.xp.all(e.copy == v))
+
     def products(self, arrays: List[Array], compute: Callable[[Array], Array]) -> List[Array]:
         xp = self._b.xp
         out = []
         for v in arrays:
             e = self._entries.get(id(v))
-            if e is not None and e.array is v and bool(xp.all(e.copy == v)):
+            if e is not None and e.array is v and self._unchanged(e, v):
                 e.idle = 0
                 out.append(e.product)
                 continue
@@ -69,7 +80,7 @@ class ProductMemo:
 
     def rank2(self, s: Array, b: Array) -> None:
         """Follow ``H ← H + s bᵀ + b sᵀ``; entries idle for too long are dropped."""
-        xp = self._b.xp
+        dot = _blas_dot if self._b.host_f64 else self._b.dot
         stale = []
         for key, e in self._entries.items():
             e.idle += 1
@@ -79,7 +90,7 @@ class ProductMemo:
             v, hv = e.copy, e.product
             # a new array (not +=): a product handed out earlier never changes under its holder
             if len(v.shape) == 1:
-                e.product = hv + (float(xp.vecdot(b, v)) * s + float(xp.vecdot(s, v)) * b)
+                e.product = hv + (dot(b, v) * s + dot(s, v) * b)
             else:
                 e.product = hv + (s[:, None] * (b @ v)[None, :] + b[:, None] * (s @ v)[None, :])
         for key in stale:
