@@ -13,6 +13,7 @@ Two forms of the same update ``H − (u sᵀ + s uᵀ) + κ s sᵀ``:
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 from .backend import Backend
@@ -114,12 +115,20 @@ def symmetrize_lower(H) -> None:
     import numpy as np
 
     n = int(H.shape[0])
+    strictly_upper = _strictly_upper_mask(min(n, SYMMETRIZE_BLOCK))
     for i0 in range(0, n, SYMMETRIZE_BLOCK):
         i1 = min(n, i0 + SYMMETRIZE_BLOCK)
         H[i0:i1, i1:] = H[i1:, i0:i1].T
         diag_block = H[i0:i1, i0:i1]
-        upper = np.triu_indices(i1 - i0, 1)
-        diag_block[upper] = diag_block.T[upper]
+        r = i1 - i0
+        np.copyto(diag_block, diag_block.T.copy(), where=strictly_upper[:r, :r])
+
+
+@lru_cache(maxsize=4)
+def _strictly_upper_mask(size: int):
+    import numpy as np
+
+    return np.triu(np.ones((size, size), dtype=bool), 1)
 
 
 #: rows per block * n of the blocked NumPy update: the block and its temporaries (~4 arrays of
