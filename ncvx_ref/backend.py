@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 import array_api_compat as aac
+# The NumPy namespace wrapper is imported with the package: array_namespace() would import it
+# inside the first solve of a process (~13 ms, more than a whole small run).
+import array_api_compat.numpy  # noqa: F401
 
 Array = Any
 
