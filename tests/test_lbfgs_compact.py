@@ -109,3 +109,26 @@ def test_compact_form_under_array_api_strict():
         np.testing.assert_allclose(np.asarray(Hs.apply(xps.asarray(V))), Hn.apply(V),
                                    rtol=1e-13, atol=1e-13)
     assert tuple(Hs.state()["S"].shape) == (n, 3)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_few_column_products_are_column_major_and_equal_the_wide_form(k):
+    """NumPy float64 products with 2-4 columns go column by column (gemv) into a column-major
+    result; they must agree with the general (gemm) form to rounding."""
+    from ncvx_ref import lbfgs_compact
+
+    rng = np.random.default_rng(k)
+    n, cap, gamma = 400, 5, 0.9
+    cp = CompactPairs(cap, n, Backend.of(np.zeros(1)))
+    for s, y, sty in _pairs(rng, n, 7):
+        cp.push(s, y, sty)
+    V = rng.standard_normal((n, k))
+    got = cp.apply(V, gamma)
+    assert got.flags.f_contiguous and got.shape == (n, k)
+    lbfgs_compact.GEMV_MAX_COLUMNS, saved = 0, lbfgs_compact.GEMV_MAX_COLUMNS
+    try:
+        want = cp.apply(V, gamma)
+    finally:
+        lbfgs_compact.GEMV_MAX_COLUMNS = saved
+    assert want.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
