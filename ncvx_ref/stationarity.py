@@ -172,12 +172,40 @@ def _qp_vectors(pt: PenaltyPoint, l: int):
     return q, lb, ub, eq, mu
 
 
+#: from this many variables on (no reference case is that large), NumPy float64 gradient
+#: matrices are built column-major: the columns are written contiguously (n = 1e5, 3 columns:
+#: 0.13 ms against 1.1 ms for the row-major concatenation) and the products by ``H`` read them
+#: contiguously; below, the reference cases keep their row-major arithmetic
+COLUMN_MAJOR_MIN_N = 512
+
+
 def _gradient_matrix(samples: List[GradientSample], xp):
     """``A = [JE samples | f-grad samples | JI samples]`` (§10.3), on the device."""
+    first = samples[0].f_grad
+    if (type(first) is np.ndarray and first.dtype == np.float64
+            and first.shape[0] >= COLUMN_MAJOR_MIN_N):
+        return _column_major_gradient_matrix(samples)
     cols = [s.ce_grad for s in samples if s.ce_grad is not None]
     cols += [xp.stack([s.f_grad for s in samples], axis=1)]
     cols += [s.ci_grad for s in samples if s.ci_grad is not None]
     return cols[0] if len(cols) == 1 else xp.concat(cols, axis=1)
+
+
+def _column_major_gradient_matrix(samples: List[GradientSample]) -> np.ndarray:
+    """:func:`_gradient_matrix`'s values in a column-major NumPy array, column block by block."""
+    blocks = [s.ce_grad for s in samples if s.ce_grad is not None]
+    blocks += [s.f_grad for s in samples]
+    blocks += [s.ci_grad for s in samples if s.ci_grad is not None]
+    widths = [1 if b.ndim == 1 else int(b.shape[1]) for b in blocks]
+    A = np.empty((int(samples[0].f_grad.shape[0]), sum(widths)), order="F")
+    j = 0
+    for b, w in zip(blocks, widths):
+        if b.ndim == 1:
+            A[:, j] = b
+        else:
+            A[:, j:j + w] = b
+        j += w
+    return A
 
 
 class _GradientBlocks:

@@ -1,4 +1,4 @@
-"""Products H v kept current through rank-2 updates (ncvx_ref.product_memo), and what uses them."""
+"""Large-n product paths: H v kept current through rank-2 updates (ncvx_ref.product_memo), what uses them, and the column-major gradient matrix they multiply."""
 import math
 
 import numpy as np
@@ -174,3 +174,20 @@ def test_solve_with_memoized_products_matches_the_plain_products(monkeypatch):
     # per iteration: 2 columns for the stationarity QP and H y, instead of also 2 for the
     # steering QP and H s for damping
     assert passes_memo < 0.6 * sum(passes)
+
+
+def test_large_gradient_matrices_are_column_major_with_the_same_values():
+    from ncvx_ref.stationarity import (COLUMN_MAJOR_MIN_N, GradientSample, _gradient_matrix)
+
+    rng = np.random.default_rng(8)
+    for n in (COLUMN_MAJOR_MIN_N - 1, COLUMN_MAJOR_MIN_N):
+        samples = [GradientSample(rng.standard_normal(n), rng.standard_normal(n),
+                                  rng.standard_normal((n, 2)), rng.standard_normal((n, 1)))
+                   for _ in range(3)]
+        A = _gradient_matrix(samples, np)
+        want = np.concatenate([s.ce_grad for s in samples]
+                              + [np.stack([s.f_grad for s in samples], axis=1)]
+                              + [s.ci_grad for s in samples], axis=1)
+        np.testing.assert_array_equal(A, want)
+        assert A.flags.f_contiguous == (n >= COLUMN_MAJOR_MIN_N)
+        assert A.flags.c_contiguous == (n < COLUMN_MAJOR_MIN_N)
