@@ -148,6 +148,7 @@ class BFGSInverseHessian:
         c.damped_requests += int(damped)
         if sty <= 0:  # (a NaN sty goes on and is caught by the inf/NaN test, as in GRANSO)
             c.sty_fails += 1
+            self._memo.age()
             return SKIPPED_STY
         b = self._b
         code = UPDATED
@@ -179,6 +180,7 @@ class BFGSInverseHessian:
             self._memo.clear()
         if H_new is None:
             c.infnan_fails += 1
+            self._memo.age()
             return SKIPPED_INFNAN
         self._record_low_rank(s, u)
         self._H = H_new

@@ -47,8 +47,8 @@ class ProductMemo:
 
     ``products(arrays, compute)`` returns the product of every array, computing (with
     ``compute``) only those not known (the products are shared with the memo: read them, never
-    write into them); ``rank2(s, b)`` follows ``H += s bᵀ + b sᵀ``; ``clear()``
-    forgets everything (any other change of ``H``).
+    write into them); ``rank2(s, b)`` follows ``H += s bᵀ + b sᵀ``; ``age()`` marks a skipped
+    update; ``clear()`` forgets everything (any other change of ``H``).
     """
 
     def __init__(self, backend) -> None:
@@ -78,23 +78,28 @@ class ProductMemo:
             out.append(hv)
         return out
 
-    def rank2(self, s: Array, b: Array) -> None:
-        """Follow ``H ← H + s bᵀ + b sᵀ``; entries idle for too long are dropped."""
-        dot = _blas_dot if self._b.host_f64 else self._b.dot
+    def age(self) -> None:
+        """One more update requested (made or skipped): entries idle for too long are dropped,
+        so the memo cannot grow over a run of skipped updates either."""
         stale = []
         for key, e in self._entries.items():
             e.idle += 1
             if e.idle > MAX_IDLE_UPDATES:
                 stale.append(key)
-                continue
+        for key in stale:
+            del self._entries[key]
+
+    def rank2(self, s: Array, b: Array) -> None:
+        """Follow ``H ← H + s bᵀ + b sᵀ``; entries idle for too long are dropped."""
+        dot = _blas_dot if self._b.host_f64 else self._b.dot
+        self.age()
+        for e in self._entries.values():
             v, hv = e.copy, e.product
             # a new array (not +=): a product handed out earlier never changes under its holder
             if len(v.shape) == 1:
                 e.product = hv + (dot(b, v) * s + dot(s, v) * b)
             else:
                 e.product = hv + (s[:, None] * (b @ v)[None, :] + b[:, None] * (s @ v)[None, :])
-        for key in stale:
-            del self._entries[key]
 
     def clear(self) -> None:
         self._entries.clear()

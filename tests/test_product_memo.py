@@ -191,3 +191,15 @@ def test_large_gradient_matrices_are_column_major_with_the_same_values():
         np.testing.assert_array_equal(A, want)
         assert A.flags.f_contiguous == (n >= COLUMN_MAJOR_MIN_N)
         assert A.flags.c_contiguous == (n < COLUMN_MAJOR_MIN_N)
+
+
+def test_skipped_updates_age_the_entries_too():
+    """A run of skipped updates (s'y <= 0) must not let the memo grow without bound."""
+    rng = np.random.default_rng(9)
+    H = BFGSInverseHessian(N, B)
+    H.update(*_pair(rng, N), False)
+    for _ in range(10):
+        H.apply_each([rng.standard_normal(N)])  # a new point's gradient every iteration
+        s = rng.standard_normal(N)
+        assert H.update(s, -s, -float(s @ s), False) == 2  # skipped: s'y <= 0
+    assert len(H._memo) <= MAX_IDLE_UPDATES + 1
