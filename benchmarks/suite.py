@@ -87,7 +87,7 @@ def _build(mode: str, cases_dir: Optional[str]) -> List[Case]:
     n_eig = 200 if quick else 1000
     cases.append(Case(f"eigen_n{n_eig}", "2 smallest eigenvalue", "bench", "eigen", {"n": n_eig},
                       seed=2, options={"print_level": 0},
-                      solvers=("ncvx_ref",) + pg + SCIPY, repeats=3 if quick else 1, trace=True))
+                      solvers=("ncvx_ref",) + pg + SCIPY, repeats=3, trace=True))
     # 3. L-BFGS: time per iteration at a fixed iteration count.
     if quick:
         cases += [_lbfgs("lbfgs_n1e3", 10**3, 50, ("ncvx_ref",) + pg),
@@ -95,7 +95,7 @@ def _build(mode: str, cases_dir: Optional[str]) -> List[Case]:
                   _lbfgs("lbfgs_n1e5", 10**5, 10, ("ncvx_ref",), repeats=3)]
     else:
         cases += [_lbfgs("lbfgs_n1e4", 10**4, 50, ("ncvx_ref",) + pg),
-                  _lbfgs("lbfgs_n1e5", 10**5, 30, ("ncvx_ref",) + pg, repeats=1),
+                  _lbfgs("lbfgs_n1e5", 10**5, 30, ("ncvx_ref",) + pg, repeats=3),
                   _lbfgs("lbfgs_n1e6", 10**6, 20, ("ncvx_ref",) + (pg if full else ()), repeats=1),
                   _lbfgs("lbfgs_n1e7", 10**7, 10, ("ncvx_ref",), repeats=1,
                          options={"ngrad": 10},
@@ -105,7 +105,8 @@ def _build(mode: str, cases_dir: Optional[str]) -> List[Case]:
     for n, with_pg in fb_sizes:
         cases.append(Case(f"fullbfgs_n{n}", "4 full BFGS", "bench", "l1_two_ineq", {"n": n}, seed=4,
                           options={"limited_mem_size": 0, "maxit": 5, "print_level": 0},
-                          solvers=("ncvx_ref",) + (pg if with_pg else ()), repeats=3 if quick else 1))
+                          solvers=("ncvx_ref",) + (pg if with_pg else ()),
+                          repeats=3 if n <= 4000 else 1))
     # 5. SVM: to convergence; time to 1e-6 relative from the traces.
     N, d = (100, 10) if quick else (1000, 20)
     cases.append(Case(f"svm_N{N}", "5 soft-margin SVM", "bench", "svm", {"N": N, "d": d}, seed=5,
