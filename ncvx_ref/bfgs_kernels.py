@@ -6,10 +6,13 @@ Two forms of the same update ``H − (u sᵀ + s uᵀ) + κ s sᵀ``:
   row blocks into one new matrix, never forming a scaled identity); used below
   :data:`RANK2_MIN_N`, so every reference case keeps GRANSO's arithmetic;
 - :func:`add_symmetric_rank2`, ``H + s bᵀ + b sᵀ`` with ``b = (κ/2) s − u`` added to ``H`` in
-  place (BLAS rank-1 updates on NumPy float64, ``addr_`` on torch, row blocks elsewhere); the
-  caller (:class:`~ncvx_ref.hessian.BFGSInverseHessian`) owns the matrix and the inf/NaN check.
+  place (one BLAS ``syr2`` on the lower triangle on NumPy float64, ``addr_`` on torch, row
+  blocks elsewhere); the caller (:class:`~ncvx_ref.hessian.BFGSInverseHessian`) owns the
+  matrix and the inf/NaN check, and :func:`symmetrize_lower` refreshes the upper triangle when
+  the whole matrix is read.
 
-:func:`symmetric_product` is ``H V`` through BLAS ``symv`` for the in-place NumPy path.
+:func:`symmetric_product` is ``H V`` through BLAS ``symv`` (on the lower triangle) for the
+in-place NumPy path.
 """
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ from typing import Optional
 
 from .backend import Backend
 
-#: from this many variables on, full-BFGS updates are made in place (NumPy float64: BLAS
-#: rank-1 updates; torch, CuPy: see :meth:`BFGSInverseHessian._rank2_update`); the reference
+#: from this many variables on, full-BFGS updates are made in place (NumPy float64: BLAS syr2
+#: on the lower triangle; torch, CuPy: see :meth:`BFGSInverseHessian._rank2_update`); the reference
 #: cases (n <= 200) keep the elementwise form of the spec, bit for bit
 RANK2_MIN_N = 512
 RANK2_EXACT_CHECK_FRACTION = 1e-8  # of the dtype's largest value: above, check entry by entry
