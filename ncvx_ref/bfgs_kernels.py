@@ -79,20 +79,25 @@ def add_symmetric_rank2(H, s, b, kind: str):
 SYMV_MAX_COLUMNS = 4
 
 
+def blas_operand(V) -> bool:
+    """Whether :func:`symmetric_product` takes ``V``: a float64 NumPy vector or matrix."""
+    import numpy as np
+
+    return isinstance(V, np.ndarray) and V.dtype == np.float64 and V.ndim in (1, 2)
+
+
 def symmetric_product(H, V, lower_only: bool = False):
     """``H V`` for the symmetric float64 ``H`` of the rank-2 path (``V`` float64, ``(n,)`` or
     ``(n, k)``).  OpenBLAS's ``gemm`` with a few columns runs at a fraction of its
     matrix-vector speed here (``n = 4000``, 3 columns: 27 ms, against 3 x 4 ms by ``symv``,
     which also reads one triangle only); wider ``V`` goes through ``(Vᵀ H)ᵀ`` (~1.3x faster
     than ``H @ V``), or ``symm`` on the lower triangle when only that one is current
-    (``lower_only``, see :func:`add_symmetric_rank2`).  Rounding differs from ``H @ V``."""
+    (``lower_only``, see :func:`add_symmetric_rank2`).  Rounding differs from ``H @ V``.
+    ``V`` must be a :func:`blas_operand`; the caller multiplies anything else by the whole
+    ``H`` (``BFGSInverseHessian.apply``)."""
     import numpy as np
     from scipy.linalg.blas import dsymm, dsymv
 
-    if not (isinstance(V, np.ndarray) and V.dtype == np.float64 and V.ndim in (1, 2)):
-        if lower_only:
-            symmetrize_lower(H)
-        return H @ V
     Hf = H.T  # Fortran-ordered view for BLAS (its upper triangle is H's lower one)
     if V.ndim == 1:
         return dsymv(1.0, Hf, V, lower=0)

@@ -15,8 +15,8 @@ from array_api_compat import array_namespace, is_jax_array
 
 from .backend import Backend
 from . import bfgs_kernels
-from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, bfgs_matrix, rank2_kind,
-                           symmetric_product, symmetrize_lower)
+from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, blas_operand, bfgs_matrix,
+                           rank2_kind, symmetric_product, symmetrize_lower)
 from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
 from .product_memo import ProductMemo
 from .result import BFGSCounts
@@ -113,9 +113,9 @@ class BFGSInverseHessian:
     def apply(self, V: Array) -> Array:
         if self._H is None:
             return V if self._gamma_identity == 1.0 else self._gamma_identity * V
-        if self._in_place_kind == "blas":  # NumPy float64, symmetric H
+        if self._in_place_kind == "blas" and blas_operand(V):  # NumPy float64, symmetric H
             return symmetric_product(self._H, V, lower_only=self._lower_only)
-        return self._H @ V
+        return self._whole() @ V
 
     @property
     def memoizes(self) -> bool:

@@ -53,7 +53,7 @@ class CompactPairs:
         self.slots: list[int] = []  # slots holding pairs, oldest first
         self.capacity = capacity
         self.backend = backend
-        self._factors_key = None  # (slots, γ) of the cached small factors (see _small_factors)
+        self._factors_gamma = None  # the γ of the cached small factors; None: none valid
         self._factors = None
 
     def push(self, s: Array, y: Array, sty: float) -> Tuple[Array, Array]:
@@ -64,7 +64,7 @@ class CompactPairs:
         P[2 * slot, :] = s  # full Array-API indexing (no implicit trailing axes)
         P[2 * slot + 1, :] = y
         self.slots.append(slot)
-        self._factors_key = None  # the pairs changed
+        self._factors_gamma = None  # the pairs changed
         used = len(self.slots)
         products = to_host(P[: 2 * used, :] @ P[2 * slot + 1, :])
         self.StY[:used, slot] = products[0::2]  # s_i · y_new for every stored s_i
@@ -77,8 +77,7 @@ class CompactPairs:
     def _small_factors(self, gamma: float):
         """``(order, R, D + γYᵀY)`` in age order: the ``p x p`` matrices of the products,
         computed once per set of pairs and ``γ`` (an iteration makes about five products)."""
-        key = (tuple(self.slots), gamma)
-        if self._factors_key != key:
+        if self._factors_gamma != gamma:  # None after every push
             order = np.asarray(self.slots)
             used = len(self.slots)
             R = np.triu(self.StY[np.ix_(order, order)], 1)
@@ -86,7 +85,7 @@ class CompactPairs:
             R[np.diag_indices(used)] = d
             inner = self.YtY[np.ix_(order, order)] * gamma
             inner[np.diag_indices(used)] += d
-            self._factors, self._factors_key = (order, R, inner), key
+            self._factors, self._factors_gamma = (order, R, inner), gamma
         return self._factors
 
     def apply(self, V: Array, gamma: float) -> Array:

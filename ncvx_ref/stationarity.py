@@ -179,25 +179,28 @@ def _qp_vectors(pt: PenaltyPoint, l: int):
 COLUMN_MAJOR_MIN_N = 512
 
 
+def _column_groups(samples: List[GradientSample]):
+    """The column order of ``A`` (§10.3): ``(JE blocks, f-gradients, JI blocks)``, each in
+    sample order."""
+    return ([s.ce_grad for s in samples if s.ce_grad is not None],
+            [s.f_grad for s in samples],
+            [s.ci_grad for s in samples if s.ci_grad is not None])
+
+
 def _gradient_matrix(samples: List[GradientSample], xp):
     """``A = [JE samples | f-grad samples | JI samples]`` (§10.3), on the device."""
-    first = samples[0].f_grad
-    if (type(first) is np.ndarray and first.dtype == np.float64
-            and first.shape[0] >= COLUMN_MAJOR_MIN_N):
-        return _column_major_gradient_matrix(samples)
-    cols = [s.ce_grad for s in samples if s.ce_grad is not None]
-    cols += [xp.stack([s.f_grad for s in samples], axis=1)]
-    cols += [s.ci_grad for s in samples if s.ci_grad is not None]
+    ce, f, ci = _column_groups(samples)
+    if type(f[0]) is np.ndarray and f[0].dtype == np.float64 and f[0].shape[0] >= COLUMN_MAJOR_MIN_N:
+        return _column_major(ce + f + ci)
+    cols = ce + [xp.stack(f, axis=1)] + ci
     return cols[0] if len(cols) == 1 else xp.concat(cols, axis=1)
 
 
-def _column_major_gradient_matrix(samples: List[GradientSample]) -> np.ndarray:
-    """:func:`_gradient_matrix`'s values in a column-major NumPy array, column block by block."""
-    blocks = [s.ce_grad for s in samples if s.ce_grad is not None]
-    blocks += [s.f_grad for s in samples]
-    blocks += [s.ci_grad for s in samples if s.ci_grad is not None]
+def _column_major(blocks: List[np.ndarray]) -> np.ndarray:
+    """The blocks (vectors and ``n x m`` matrices) side by side in a column-major NumPy array:
+    the values of their concatenation, each column written contiguously."""
     widths = [1 if b.ndim == 1 else int(b.shape[1]) for b in blocks]
-    A = np.empty((int(samples[0].f_grad.shape[0]), sum(widths)), order="F")
+    A = np.empty((int(blocks[0].shape[0]), sum(widths)), order="F")
     j = 0
     for b, w in zip(blocks, widths):
         if b.ndim == 1:
@@ -486,10 +489,9 @@ def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], 
     of ``Q`` (so ``Q`` is PSD).  ``d = −H_QP (A y)``, the same vector as ``−(H_QP A) y``.
     """
     l = len(samples)
-    host = [to_host(s.ce_grad) for s in samples if s.ce_grad is not None]
-    host += [np.stack([to_host(s.f_grad) for s in samples], axis=1)]
-    host += [to_host(s.ci_grad) for s in samples if s.ci_grad is not None]
-    A = host_gradients(host)
+    ce, f, ci = _column_groups(samples)
+    A = host_gradients([to_host(b) for b in ce] + [np.stack([to_host(g) for g in f], axis=1)]
+                       + [to_host(b) for b in ci])
     y, n_qp = _structured_attempts(qp_solver, A, M, *_qp_vectors(pt, l))
     if y is None:
         return backend.full((int(pt.x.shape[0]),), math.inf), 4

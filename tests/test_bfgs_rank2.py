@@ -215,3 +215,19 @@ def test_scaled_identity_has_the_values_of_eye_times_gamma():
         got = _scaled_identity(7, gamma, B)
         np.testing.assert_array_equal(got, np.eye(7) * gamma)
         assert got.flags.c_contiguous and not np.signbit(got).any()
+
+
+def test_a_product_with_a_non_blas_operand_reads_the_whole_matrix():
+    """A float32 (or other non-BLAS) right-hand side on the syr2 path is multiplied by the
+    whole H, refreshed once, not by a matrix with a stale upper triangle."""
+    rng = np.random.default_rng(12)
+    H = BFGSInverseHessian(N, B)
+    for _ in range(3):
+        H.update(*_pair(rng, N), False)
+    assert H._lower_only
+    V = rng.standard_normal((N, 2)).astype(np.float32)
+    got = H.apply(V)
+    assert not H._lower_only  # refreshed, and the owner knows it
+    full = H.dense
+    np.testing.assert_array_equal(full, full.T)
+    np.testing.assert_allclose(got, full @ V, rtol=1e-6, atol=1e-6 * np.abs(full @ V).max())
