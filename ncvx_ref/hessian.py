@@ -302,13 +302,33 @@ def _scaled_identity(n: int, gamma: float, backend: Backend) -> Array:
 class LBFGSInverseHessian:
     """Limited-memory inverse BFGS with at most ``m`` pairs, oldest first (§11.4)."""
 
-    memoizes = False  # products are not kept across updates (see BFGSInverseHessian.apply_each)
+    @property
+    def memoizes(self) -> bool:
+        """Whether :meth:`apply_each` keeps what it can of products across updates: in compact
+        form (``n >= COMPACT_MIN_N``), the arrays' inner products with the stored pairs."""
+        return self._compact is not None
 
     def apply_each(self, arrays: List[Array]) -> List[Array]:
+        """``[H v for v in arrays]``, for arrays that may come back after the next update (see
+        :meth:`CompactPairs.apply_each`).  The recursion keeps nothing: the reference cases
+        keep the product of their one joined matrix."""
+        if self._compact is not None and self._S:
+            return self._compact.apply_each(arrays, self.gamma)
         return [self.apply(v) for v in arrays]
 
+    def implicit(self, arrays: List[Array]):
+        """``H A`` (``A`` the arrays side by side) as a
+        :class:`~ncvx_ref.lbfgs_compact.ImplicitProduct`, in compact form only (see
+        :attr:`memoizes`)."""
+        return self._compact.implicit(arrays, self.gamma)
+
     def rayleigh_bound(self) -> Optional[float]:
-        return None
+        """An upper bound on ``vᵀHv / vᵀv`` in compact form (see
+        :meth:`CompactPairs.rayleigh_bound`), else None: the recursion's damping keeps computing
+        ``H s``, as the reference cases do."""
+        if self._compact is None or not self._S:
+            return None
+        return self._compact.rayleigh_bound(self.gamma)
 
     def __init__(self, n: int, m: int, backend: Backend, H0: Optional[Array] = None,
                  scaleH0: bool = True, fixed_scaling: bool = True, warm_start: Optional[dict] = None):

@@ -18,10 +18,15 @@ The diagonal ``D`` is the ``sᵀy`` the method passed (``1/ρ`` of the recursion
 apply the same operator; they differ by rounding only.  Used on eager backends (NumPy, torch,
 CuPy) with ``n >= COMPACT_MIN_N`` (all reference cases are far smaller, so they keep the
 recursion's exact arithmetic); see docs/deviations.md.
+
+Arrays that come back (the gradients the stationarity QP multiplies at the end of an iteration
+are the ones the next steering QP multiplies, after one update) keep their inner products with
+the stored pairs (:meth:`CompactPairs.apply_each`): after an update only the new pair's two
+rows are dotted with them, so such a product reads the pairs once (the output) instead of twice.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 from scipy.linalg.lapack import dtrtrs as _trtrs
@@ -32,6 +37,13 @@ __all__ = ["CompactPairs", "COMPACT_MIN_N"]
 
 #: from this many variables on, L-BFGS products use the compact form
 COMPACT_MIN_N = 4096
+
+#: kept inner products of an array not asked for during this many consecutive pushes are
+#: dropped (an array of an earlier point): memory stays at a few arrays of the current point
+MAX_IDLE_PUSHES = 2
+
+#: :meth:`CompactPairs.rayleigh_bound` is not given when the condition number of ``R`` exceeds this
+MAX_BOUND_CONDITION = 1e8
 
 Array = Any
 
@@ -50,11 +62,13 @@ class CompactPairs:
         self.StY = np.zeros((capacity, capacity))  # [i, j] = s_i · y_j, slot-indexed
         self.YtY = np.zeros((capacity, capacity))
         self.sty = np.zeros(capacity)  # the sᵀy given with each pair (1/ρ)
+        self.sts = np.zeros(capacity)  # sᵀs of each pair (for rayleigh_bound)
         self.slots: list[int] = []  # slots holding pairs, oldest first
         self.capacity = capacity
         self.backend = backend
         self._factors_gamma = None  # the γ of the cached small factors; None: none valid
         self._factors = None
+        self._known: dict = {}  # id(array) -> _KnownInnerProducts, see apply_each
 
     def push(self, s: Array, y: Array, sty: float) -> Tuple[Array, Array]:
         """Store the newest pair (dropping the oldest when full); returns its stored rows."""
@@ -65,6 +79,7 @@ class CompactPairs:
         P[2 * slot + 1, :] = y
         self.slots.append(slot)
         self._factors_gamma = None  # the pairs changed
+        self._age_known(slot)
         used = len(self.slots)
         products = to_host(P[: 2 * used, :] @ P[2 * slot + 1, :])
         self.StY[:used, slot] = products[0::2]  # s_i · y_new for every stored s_i
@@ -72,6 +87,7 @@ class CompactPairs:
         self.YtY[:used, slot] = yy
         self.YtY[slot, :used] = yy
         self.sty[slot] = sty
+        self.sts[slot] = float(to_host(P[2 * slot, :] @ P[2 * slot, :]))
         return P[2 * slot, :], P[2 * slot + 1, :]
 
     def _small_factors(self, gamma: float):
@@ -88,14 +104,97 @@ class CompactPairs:
             self._factors, self._factors_gamma = (order, R, inner), gamma
         return self._factors
 
+    def rayleigh_bound(self, gamma: float) -> Optional[float]:
+        """An upper bound on ``vᵀHv / vᵀv``, or None where rounding could defeat it.
+
+        ``H = γI + W M Wᵀ`` with ``W = [S  γY]`` and ``M`` the ``2p x 2p`` middle matrix of the
+        module docstring, so ``vᵀHv <= (γ + max(λmax(M), 0) ‖W‖²) ‖v‖²`` with ``‖W‖²`` at most
+        ``Σ sᵢᵀsᵢ + γ² Σ yᵢᵀyᵢ``; the bound carries a margin for rounding and is not given
+        when ``R`` is ill-conditioned (``M``'s entries then lose their accuracy).  It lets
+        damping skip ``H s`` (a product of two passes over the pairs) when ``sᵀy`` is large.
+        """
+        if not self.slots:
+            return gamma
+        order, R, _ = self._small_factors(gamma)
+        if np.linalg.cond(R) > MAX_BOUND_CONDITION:
+            return None
+        p = len(order)
+        R_inv = _upper_solve(R, np.eye(p), trans=0)
+        inner = (self.YtY[np.ix_(order, order)] * gamma) + np.diag(self.sty[order])
+        M = np.zeros((2 * p, 2 * p))
+        M[:p, :p] = R_inv.T @ inner @ R_inv
+        M[:p, p:] = -R_inv.T
+        M[p:, :p] = -R_inv
+        lam = np.linalg.eigvalsh((M + M.T) / 2)
+        top = max(lam[-1] + 64 * np.finfo(float).eps * np.abs(lam).max(), 0.0)
+        W_frobenius2 = float(self.sts[order].sum() + gamma ** 2 * np.diag(self.YtY)[order].sum())
+        return 1.01 * (gamma + top * W_frobenius2)
+
     def apply(self, V: Array, gamma: float) -> Array:
         """``H V`` for ``V`` of shape ``(n,)`` or ``(n, k)`` (a new array)."""
-        used = len(self.slots)
-        if used == 0:
+        if not self.slots:
             return gamma * V
-        P = self.P[: 2 * used, :]  # slots 0..used-1 are the used ones
-        by_column = _by_column(P, V)
-        PV = _columnwise(P, V) if by_column else to_host(P @ V)
+        return self._finish(self._inner(V), V, gamma)
+
+    def apply_each(self, arrays: List[Array], gamma: float) -> List[Array]:
+        """``[H v for v in arrays]`` for arrays that may come back after later pushes: the inner
+        products of each with the stored pairs are kept, and on a later call only the rows of
+        pairs pushed since are computed.  A kept array's content is compared with a private
+        copy on every use (a user function may rewrite one buffer in place), so the result is
+        always the product of the array as it is now."""
+        if not self.slots:
+            return [gamma * v for v in arrays]
+        return [self._finish(self._inner_kept(v), v, gamma) for v in arrays]
+
+    def _inner(self, V: Array) -> np.ndarray:
+        """``P V`` on the host, ``(2 used, k)`` or ``(2 used,)``: every stored vector dotted with
+        every column of ``V``, in slot order (row ``2i`` = ``s_i``, ``2i + 1`` = ``y_i``)."""
+        P = self.P[: 2 * len(self.slots), :]  # slots 0..used-1 are the used ones
+        return _columnwise(P, V) if _by_column(P, V) else to_host(P @ V)
+
+    def _inner_kept(self, v: Array) -> np.ndarray:
+        """:meth:`_inner` of ``v`` from the kept rows, the rows of newer pairs computed now."""
+        known = self._known.get(id(v))
+        if known is None or known.array is not v or not self._same_content(known.copy, v):
+            inner = self._inner(v)
+            self._known[id(v)] = _KnownInnerProducts(v, self.backend.xp.asarray(v, copy=True),
+                                                      inner, self.capacity)
+            return inner
+        known.idle = 0
+        for slot in self.slots:
+            if not known.current[slot]:
+                rows = self.P[2 * slot: 2 * slot + 2, :]
+                known.rows[2 * slot: 2 * slot + 2] = (_columnwise(rows, v) if _by_column(rows, v)
+                                                      else to_host(rows @ v))
+                known.current[slot] = True
+        return known.rows[: 2 * len(self.slots)]
+
+    def _same_content(self, copy: Array, v: Array) -> bool:
+        if isinstance(v, np.ndarray):
+            return bool(np.array_equal(copy, v))
+        return bool(self.backend.xp.all(copy == v))
+
+    def _age_known(self, slot: int) -> None:
+        """A pair was pushed into ``slot``: its rows of every kept array are out of date, and
+        arrays idle for more than :data:`MAX_IDLE_PUSHES` pushes are dropped."""
+        for key in list(self._known):
+            known = self._known[key]
+            known.current[slot] = False
+            known.idle += 1
+            if known.idle > MAX_IDLE_PUSHES:
+                del self._known[key]
+
+    def implicit(self, arrays: List[Array], gamma: float) -> "ImplicitProduct":
+        """``H A`` for ``A`` the arrays side by side, without forming it (:class:`ImplicitProduct`);
+        the inner products ``P A`` are kept as in :meth:`apply_each`."""
+        PA = [self._inner_kept(a) for a in arrays]
+        PA = np.concatenate([p if p.ndim == 2 else p[:, None] for p in PA], axis=1)
+        return ImplicitProduct(arrays, PA, self._coefficients(PA, gamma), gamma,
+                               self.P[: 2 * len(self.slots), :], self.backend)
+
+    def _coefficients(self, PV: np.ndarray, gamma: float) -> np.ndarray:
+        """``C`` with ``H V = γV + Pᵀ C`` from ``PV = P V``: the stacked ``(t, −γ w)`` of the
+        module docstring, in slot order (host, ``p x p`` work)."""
         order, R, inner = self._small_factors(gamma)
         SV, YV = PV[0::2][order], PV[1::2][order]  # age order from here on
         w = _upper_solve(R, SV, trans=0)
@@ -103,11 +202,92 @@ class CompactPairs:
         coef = np.empty(PV.shape)
         coef[0::2][order] = t
         coef[1::2][order] = -gamma * w
-        if by_column:
+        return coef
+
+    def _finish(self, PV: np.ndarray, V: Array, gamma: float) -> Array:
+        """``H V = γV + Pᵀ C`` from ``PV = P V`` (see the module docstring)."""
+        P = self.P[: 2 * len(self.slots), :]
+        coef = self._coefficients(PV, gamma)
+        if _by_column(P, V):
             return _columnwise_plus(P.T, coef, gamma, V)
         out = P.T @ self.backend.from_host(coef)
         out += gamma * V
         return out
+
+
+class ImplicitProduct:
+    """``H A`` for ``A = [a_1 | a_2 | ...]`` (vectors and ``n x m`` blocks side by side), held as
+    ``γA + Pᵀ C``: the QPs of an iteration need only ``Aᵀ H A`` (a small matrix) and ``H A y``
+    (one vector), and neither needs ``H A`` itself.
+
+    ``Aᵀ H A = γ AᵀA + (P A)ᵀ C`` comes from the inner products ``P A`` (kept across updates by
+    :meth:`CompactPairs.implicit`) and a pass over ``A``; ``H A y = γ A y + Pᵀ (C y)`` is one
+    pass over the stored pairs.  Forming ``H A`` would take a pass over the pairs per column.
+    """
+
+    def __init__(self, arrays: List[Array], PA: np.ndarray, coef: np.ndarray, gamma: float,
+                 P: Array, backend: Backend) -> None:
+        self.arrays, self.PA, self.coef, self.gamma = arrays, PA, coef, gamma
+        self._P, self._b = P, backend
+        self._AtA = None
+
+    def plain_gram(self) -> np.ndarray:
+        """``AᵀA`` on the host (``k x k``), block by block: joining the arrays would copy them,
+        and OpenBLAS's ``gemm`` with a few columns is several times slower than the dots."""
+        if self._AtA is None:
+            blocks = [a if len(a.shape) == 2 else self._b.xp.reshape(a, (-1, 1))
+                      for a in self.arrays]
+            widths = [int(a.shape[1]) for a in blocks]
+            edges = np.concatenate([[0], np.cumsum(widths)])
+            AtA = np.empty((edges[-1], edges[-1]))
+            for i, a in enumerate(blocks):
+                for j in range(i, len(blocks)):
+                    AtA[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = _cross(a, blocks[j])
+                    AtA[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = \
+                        AtA[edges[i]:edges[i + 1], edges[j]:edges[j + 1]].T
+            self._AtA = AtA
+        return self._AtA
+
+    def gram(self) -> np.ndarray:
+        """``Aᵀ H A`` on the host (``k x k``, symmetric up to rounding)."""
+        return self.gamma * self.plain_gram() + self.PA.T @ self.coef
+
+    def times(self, y: np.ndarray) -> Array:
+        """``H A y`` on the device for the host vector ``y`` (one entry per column of ``A``)."""
+        b = self._b
+        out = self._P.T @ b.from_host(self.coef @ y)
+        j = 0
+        for a in self.arrays:
+            if len(a.shape) == 1:
+                out += (self.gamma * float(y[j])) * a
+                j += 1
+            else:
+                m = int(a.shape[1])
+                out += a @ b.from_host(self.gamma * y[j:j + m])
+                j += m
+        return out
+
+
+def _cross(a: Array, b: Array) -> np.ndarray:
+    """``aᵀb`` on the host for ``n x m`` blocks; NumPy blocks of a few columns column by column."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape[1] * b.shape[1] <= 16:
+        return np.array([[float(a[:, i] @ b[:, j]) for j in range(b.shape[1])]
+                         for i in range(a.shape[1])])
+    return to_host(a.T @ b)
+
+
+class _KnownInnerProducts:
+    """An array's kept inner products with the stored pairs (rows in slot order, as ``P``)."""
+
+    __slots__ = ("array", "copy", "rows", "current", "idle")
+
+    def __init__(self, array: Array, copy: Array, inner: np.ndarray, capacity: int) -> None:
+        self.array, self.copy = array, copy  # holding the array keeps its id unique
+        self.rows = np.zeros((2 * capacity,) + inner.shape[1:])
+        self.rows[: inner.shape[0]] = inner
+        self.current = np.zeros(capacity, dtype=bool)
+        self.current[: inner.shape[0] // 2] = True
+        self.idle = 0
 
 
 def _upper_solve(R: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:

@@ -22,20 +22,27 @@ class QPMetric:
     ``regularized`` is the regularized matrix when it differs from ``H`` (for the callback),
     else None.  ``eig_failed`` reports a failed eigendecomposition (``H_QP = H`` then).
     ``apply_each(arrays)``: the products of arrays that may recur in later iterations, kept up
-    to date across updates (``BFGSInverseHessian.apply_each``); None when ``H_QP`` does not
-    memoize (then callers form one product of their joined matrix, as GRANSO does).
+    to date across updates (``BFGSInverseHessian.apply_each``,
+    ``LBFGSInverseHessian.apply_each``); None when ``H_QP`` does not memoize (then callers form
+    one product of their joined matrix, as GRANSO does).
+    ``implicit(arrays)``: ``H_QP A`` for the arrays side by side, held implicitly (an
+    :class:`~ncvx_ref.lbfgs_compact.ImplicitProduct`: ``Aᵀ H_QP A`` and ``H_QP A y`` without
+    forming ``H_QP A``); compact L-BFGS only, else None.
     """
 
     apply: Callable[[Array], Array]
     regularized: Optional[Array] = None
     eig_failed: bool = False
     apply_each: Optional[Callable[[List[Array]], List[Array]]] = None
+    implicit: Optional[Callable[[List[Array]], Any]] = None
 
 
 def make_qp_metric(H, threshold: float, lower_top: bool) -> QPMetric:
     """Build ``H_QP`` from the current (L-)BFGS object ``H`` (a frozen copy for full memory)."""
-    if not isinstance(H, BFGSInverseHessian):
-        return QPMetric(apply=H.apply)
+    if not isinstance(H, BFGSInverseHessian):  # L-BFGS (never regularized, §12)
+        if not H.memoizes:
+            return QPMetric(apply=H.apply)
+        return QPMetric(apply=H.apply, apply_each=H.apply_each, implicit=H.implicit)
     if not threshold < math.inf or H.is_initial_sparse:  # §19.11: no work while H is still the sparse H0
         return QPMetric(apply=H.apply, apply_each=H.apply_each if H.memoizes else None)
     dense = H.dense

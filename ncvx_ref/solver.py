@@ -68,7 +68,7 @@ class BfgsSqp:
 
     def _stationarity(self):
         r = stationarity(self.S, self.cache, self.metric.apply, self.qp, self.opts.opt_tol, self.b,
-                         apply_each=self.metric.apply_each)
+                         apply_each=self.metric.apply_each, implicit=self.metric.implicit)
         self.ev.set_stat_value(r.value)
         self.stat_value = r.value
         return r
@@ -142,8 +142,9 @@ class BfgsSqp:
         if level < QUASI_NEWTON:
             apply_M = self.metric.apply if level == STEERING else (lambda v: v)
             apply_each = self.metric.apply_each if level == STEERING else None
+            implicit = self.metric.implicit if level == STEERING else None
             try:
-                p, mu_new = steer(self.S, apply_M, self.steering, self.qp, b, apply_each)
+                p, mu_new = steer(self.S, apply_M, self.steering, self.qp, b, apply_each, implicit)
             except QPSolverError as exc:
                 self._notice(3, f"steering QP failed at iteration {self.k}: {exc}")
                 if not o.halt_on_quadprog_error and self._bump():

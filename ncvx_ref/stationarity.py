@@ -128,11 +128,13 @@ class StationarityResult:
 
 def stationarity(pt: PenaltyPoint, cache: NeighbourhoodCache, apply_Hqp: Callable[[Array], Array],
                  qp_solver, opt_tol: float, backend: Backend,
-                 apply_each: Optional[Callable[[List[Array]], List[Array]]] = None) -> StationarityResult:
+                 apply_each: Optional[Callable[[List[Array]], List[Array]]] = None,
+                 implicit: Optional[Callable[[List[Array]], Any]] = None) -> StationarityResult:
     """§10.1: the smooth shortcut, else the termination QP over the cached neighbourhood.
 
     ``apply_each``: ``H_QP``'s memoizing product of several arrays (``QPMetric.apply_each``):
     the samples' gradients are then multiplied one by one, each known product reused.
+    ``implicit``: ``H_QP A`` held implicitly (``QPMetric.implicit``), used instead when given.
     """
     s = backend.norm(pt.p_grad)
     if s <= opt_tol:
@@ -148,7 +150,7 @@ def stationarity(pt: PenaltyPoint, cache: NeighbourhoodCache, apply_Hqp: Callabl
         merged = merge_repeated_columns(pt, samples, current, backend)
         if merged is None:
             vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend,
-                                        apply_each=apply_each)
+                                        apply_each=apply_each, implicit=implicit)
         else:
             vec, n_qp = _termination_qp_merged(pt, merged, apply_Hqp, qp_solver, backend)
     return StationarityResult(vec, backend.norm(vec), n_qp, len(samples))
@@ -217,13 +219,20 @@ class _GradientBlocks:
     ``chunks`` None: one matrix of the ``l`` samples (NumPy and other eager backends).  Else a
     list of equally long sample lists, the last padded with zero samples: each chunk is its own
     ``[JE | f-grads | JI]`` matrix of a fixed shape, and the host assembles ``Q`` from the
-    chunk-by-chunk products, keeping the rows and columns of the samples present.
+    chunk-by-chunk products, keeping the rows and columns of the samples present.  ``implicit``
+    (compact L-BFGS, no chunks): ``H_QP A`` is held implicitly and neither matrix is formed.
     """
 
     def __init__(self, samples, chunks, apply_Hqp, m_e: int, m_i: int, backend: Backend,
-                 apply_each=None):
+                 apply_each=None, implicit=None):
         xp = backend.xp
         self.backend = backend
+        self.k = len(samples) * (1 + m_e + m_i)
+        self.implicit = None
+        if chunks is None and implicit is not None:
+            ce, f, ci = _column_groups(samples)
+            self.implicit = implicit(ce + f + ci)  # H_QP A, never formed
+            return
         if chunks is None:
             self.A = [_gradient_matrix(samples, xp)]
             self.where = None
@@ -235,10 +244,11 @@ class _GradientBlocks:
             self.HA = [_gradient_matrix(_multiplied(samples, apply_each), xp)]
         else:
             self.HA = [apply_Hqp(a) for a in self.A]
-        self.k = len(samples) * (1 + m_e + m_i)
 
     def gram(self, metric: bool) -> np.ndarray:
         """``Aᵀ H_QP A`` (``metric``) or ``Aᵀ A`` on the host, ``k x k`` (not yet symmetrized)."""
+        if self.implicit is not None:
+            return self.implicit.gram() if metric else self.implicit.plain_gram()
         right = self.HA if metric else self.A
         if self.where is None:
             return to_host(self.A[0].T @ right[0])
@@ -252,6 +262,8 @@ class _GradientBlocks:
 
     def combine(self, y: np.ndarray):
         """``(H_QP A) y`` on the device, for the host QP answer ``y``."""
+        if self.implicit is not None:
+            return self.implicit.times(y)
         if self.where is None:
             return self.HA[0] @ self.backend.from_host(y)
         out = None
@@ -454,11 +466,11 @@ def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, q
 
 def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, qp_solver,
                     backend: Backend, chunks: Optional[List[List[GradientSample]]] = None,
-                    apply_each=None):
+                    apply_each=None, implicit=None):
     """§10.3: build A, Q, q and the bounds; solve with fallbacks; ``d = −(H_QP A) y``.
 
     ``chunks``: the samples in fixed-size chunks (fixed-shape backends, see :class:`_GradientBlocks`).
-    ``apply_each``: see :func:`stationarity`.
+    ``apply_each``, ``implicit``: see :func:`stationarity`.
     """
     l = len(samples)
     n = int(pt.x.shape[0])
@@ -468,7 +480,7 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
         available, M = host_metric(apply_Hqp, n, backend)
         if available:
             return _termination_qp_structured(pt, samples, apply_Hqp, M, qp_solver, backend)
-    blocks = _GradientBlocks(samples, chunks, apply_Hqp, m_e, m_i, backend, apply_each)
+    blocks = _GradientBlocks(samples, chunks, apply_Hqp, m_e, m_i, backend, apply_each, implicit)
     Q = blocks.gram(metric=True)
     Q = (Q + Q.T) / 2
 

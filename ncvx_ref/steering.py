@@ -31,11 +31,13 @@ class _SteeringQP:
 
     Large QPs (``k > n`` and ``k >= 1000``, when the QP solver asks for them, see
     ``docs/large_qps.md``) are passed in structured form ``Q = Cᵀ M C`` (host ``C``, sparse when
-    it is, and host ``M``) and ``d = −(ν·Mg) − M(C y)``; otherwise the dense ``Q`` of §7.1.
+    it is, and host ``M``) and ``d = −(ν·Mg) − M(C y)``; otherwise the dense ``Q`` of §7.1,
+    from ``M [g | C]`` itself or, in compact L-BFGS, from that product held implicitly.
     """
 
     def __init__(self, pt: PenaltyPoint, apply_M: Callable[[Array], Array], backend: Backend,
-                 qp_solver=None, apply_each: Optional[Callable[[List[Array]], List[Array]]] = None):
+                 qp_solver=None, apply_each: Optional[Callable[[List[Array]], List[Array]]] = None,
+                 implicit: Optional[Callable[[List[Array]], Any]] = None):
         xp = backend.xp
         blocks = [j for j in (pt.ce_grad, pt.ci_grad) if j is not None]  # equalities first
         vals = [v for v in (pt.ce, pt.ci) if v is not None]
@@ -43,12 +45,20 @@ class _SteeringQP:
         self.c = vals[0] if len(vals) == 1 else xp.concat(vals)
         n, k = int(self.C.shape[0]), int(self.c.shape[0])
         self.structure = None
+        self.implicit = None
         if wants_structure(qp_solver, n, k):
             available, M = host_metric(apply_M, n, backend)
             if available:
                 self.structure = (host_gradients([to_host(b) for b in blocks]), M)
                 self.apply_M = apply_M
-        if self.structure is None and apply_each is not None:
+        if self.structure is None and implicit is not None:
+            # M [g | C] held implicitly: its Gram gives Q and Cᵀ M g, and a direction is one
+            # product M (ν g + C y)
+            self.implicit = implicit([pt.f_grad] + blocks)
+            G = self.implicit.gram()
+            G = (G + G.T) / 2
+            self.Q, self.CtMg = np.ascontiguousarray(G[1:, 1:]), G[1:, 0].copy()
+        elif self.structure is None and apply_each is not None:
             # the stationarity QP has just multiplied these very arrays (with H before the update)
             products = apply_each([pt.f_grad] + blocks)
             self.Mg = products[0]
@@ -57,15 +67,25 @@ class _SteeringQP:
             self.Mg = apply_M(pt.f_grad)
             if self.structure is None:
                 self.MC = apply_M(self.C)
-        if self.structure is None:
+        if self.structure is None and self.implicit is None:
             Q = to_host(self.C.T @ self.MC)
             self.Q = (Q + Q.T) / 2
-        m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
+        self.m_e = m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
         self.lb = np.concatenate([-np.ones(m_e), np.zeros(k - m_e)])
         self.ub = np.ones(k)
         self.backend = backend
 
-    def solve(self, nu: float, qp_solver) -> Array:
+    def solve(self, nu: float, qp_solver) -> "_Candidate":
+        if self.implicit is not None:
+            q = nu * self.CtMg - to_host(self.c)
+            y = qp_solver.solve(BoxQP(self.Q, q, self.lb, self.ub, kind="steering"))
+            # d = −M(ν g + C y) is formed only if chosen; Cᵀd = −(ν CᵀMg + CᵀMC y) is known
+            Ctd = self.backend.from_host(-(nu * self.CtMg + self.Q @ y))
+            return _Candidate(None, np.concatenate([[nu], y]), Ctd[:self.m_e], Ctd[self.m_e:],
+                              self.implicit)
+        return _Candidate(self._direction(nu, qp_solver))
+
+    def _direction(self, nu: float, qp_solver) -> Array:
         numg = nu * self.Mg
         q = to_host(self.C.T @ numg - self.c)
         if self.structure is not None:
@@ -76,19 +96,41 @@ class _SteeringQP:
         return -numg - self.MC @ self.backend.from_host(y)
 
 
-def _predicted_reduction(pt: PenaltyPoint, d: Array, V: float, l1: bool, backend: Backend) -> float:
+class _Candidate:
+    """A steering QP's direction ``d`` and the constraint products ``JEᵀd``, ``JIᵀd`` that its
+    predicted reduction needs.  Held implicitly (``d = −M A z`` for ``A = [g | C]``), ``d``
+    is formed only for the candidate steering returns (a pass over the stored pairs)."""
+
+    def __init__(self, d: Optional[Array], z=None, JEd=None, JId=None, implicit=None) -> None:
+        self._d, self._z, self._implicit = d, z, implicit
+        self._JEd, self._JId = JEd, JId
+
+    def vector(self) -> Array:
+        if self._d is None:
+            self._d = -self._implicit.times(self._z)
+        return self._d
+
+    def JEd(self, pt: PenaltyPoint) -> Array:
+        return pt.ce_grad.T @ self._d if self._JEd is None else self._JEd
+
+    def JId(self, pt: PenaltyPoint) -> Array:
+        return pt.ci_grad.T @ self._d if self._JId is None else self._JId
+
+
+def _predicted_reduction(pt: PenaltyPoint, d: _Candidate, V: float, l1: bool,
+                         backend: Backend) -> float:
     """Predicted reduction of the violation under the linearized constraints (§7.1)."""
     xp = backend.xp
     ineq = 0.0
     if pt.ci is not None:
-        lin = pt.ci + pt.ci_grad.T @ d
+        lin = pt.ci + d.JId(pt)
         if l1:  # the sum of max(lin, 0): negative entries zeroed (NaN kept), as clip(min=0) does
             ineq = backend.sum(xp.where(lin < 0.0, xp.zeros_like(lin), lin))
         else:
             ineq = max(backend.max(lin), 0.0)
     eq = 0.0
     if pt.ce is not None:
-        lin = xp.abs(pt.ce + pt.ce_grad.T @ d)
+        lin = xp.abs(pt.ce + d.JEd(pt))
         eq = backend.sum(lin) if l1 else backend.max(lin)
     if not l1 and pt.ci is None:
         return math.nan  # §19.16: GRANSO's empty array; every test on it is false
@@ -97,15 +139,17 @@ def _predicted_reduction(pt: PenaltyPoint, d: Array, V: float, l1: bool, backend
 
 def steer(pt: PenaltyPoint, apply_M: Callable[[Array], Array], params: SteeringParameters,
           qp_solver, backend: Backend,
-          apply_each: Optional[Callable[[List[Array]], List[Array]]] = None):
+          apply_each: Optional[Callable[[List[Array]], List[Array]]] = None,
+          implicit: Optional[Callable[[List[Array]], Any]] = None):
     """Return ``(d, mu)``: the steered direction and the (possibly lowered) penalty parameter.
 
-    ``apply_each``: ``M``'s memoizing product of several arrays (``QPMetric.apply_each``), or None.
+    ``apply_each``: ``M``'s memoizing product of several arrays (``QPMetric.apply_each``), or None;
+    ``implicit``: ``M A`` held implicitly (``QPMetric.implicit``), used instead when given.
     A QP failure propagates as :class:`~ncvx_ref.qp.QPSolverError` (the caller falls back).
     """
     V = pt.tv_l1 if params.l1_model else pt.tv
     tol = math.sqrt(backend.eps) * max(V, 1.0)  # eps of the run's dtype (2^-52 in float64)
-    data = _SteeringQP(pt, apply_M, backend, qp_solver, apply_each)
+    data = _SteeringQP(pt, apply_M, backend, qp_solver, apply_each, implicit)
 
     def pred(d):
         return _predicted_reduction(pt, d, V, params.l1_model, backend)
@@ -114,16 +158,16 @@ def steer(pt: PenaltyPoint, apply_M: Callable[[Array], Array], params: SteeringP
     d = data.solve(mu, qp_solver)
     r = pred(d)
     if r >= params.c_viol * V - tol:
-        return d, mu
+        return d.vector(), mu
     if (params.ineq_margin < math.inf and pt.ce is None
             and not bool(backend.xp.any(pt.ci > -params.ineq_margin))):
-        return d, mu
+        return d.vector(), mu
     r_ref = pred(data.solve(0.0, qp_solver))
     if r >= params.c_viol * r_ref - tol:
-        return d, mu
+        return d.vector(), mu
     for _ in range(params.maxit):
         mu = params.c_mu * mu
         d = data.solve(mu, qp_solver)
         if pred(d) >= params.c_viol * r_ref - tol:
-            return d, mu
-    return d, mu
+            return d.vector(), mu
+    return d.vector(), mu

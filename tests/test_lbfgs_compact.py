@@ -132,3 +132,131 @@ def test_few_column_products_are_column_major_and_equal_the_wide_form(k):
         lbfgs_compact.GEMV_MAX_COLUMNS = saved
     assert want.flags.c_contiguous
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
+
+
+# --------------------------------------------------------------------------- kept inner products,
+# implicit products and the Rayleigh bound (the large-n iteration's passes over the pairs)
+def _filled(rng, n=300, cap=4, count=3, gamma=0.8):
+    cp = CompactPairs(cap, n, Backend.of(np.zeros(1)))
+    for s, y, sty in _pairs(rng, n, count):
+        cp.push(s, y, sty)
+    return cp, gamma
+
+
+def _dense(cp, gamma):
+    n = cp.P.shape[1]
+    return cp.apply(np.eye(n), gamma)
+
+
+def test_kept_inner_products_follow_the_pushes(monkeypatch):
+    """After a push only the new pair is dotted with a kept array; the products equal fresh
+    ones, through the wrap-around of the buffer."""
+    rng = np.random.default_rng(10)
+    cp, gamma = _filled(rng)
+    g, J = rng.standard_normal(300), rng.standard_normal((300, 2))
+    full_passes = []
+    inner = CompactPairs._inner
+    monkeypatch.setattr(CompactPairs, "_inner", lambda self, V: full_passes.append(1) or inner(self, V))
+    for step in range(6):  # capacity 4: the oldest slots are overwritten
+        got = cp.apply_each([g, J], gamma)
+        for v, hv in zip((g, J), got):
+            np.testing.assert_allclose(hv, cp.apply(v, gamma), rtol=1e-12, atol=1e-12)
+        s, y, sty = _pairs(rng, 300, 1)[0]
+        cp.push(s, y, sty)
+    # two fresh passes for the first call, the rest from the assertions' own apply calls
+    assert len(full_passes) == 2 + 2 * 6
+
+
+def test_a_kept_array_rewritten_in_place_is_dotted_again():
+    rng = np.random.default_rng(11)
+    cp, gamma = _filled(rng)
+    g = rng.standard_normal(300)
+    cp.apply_each([g], gamma)
+    g[:] = rng.standard_normal(300)  # the same buffer, new content
+    np.testing.assert_allclose(cp.apply_each([g], gamma)[0], cp.apply(g, gamma), rtol=1e-12)
+
+
+def test_idle_kept_arrays_are_dropped():
+    from ncvx_ref.lbfgs_compact import MAX_IDLE_PUSHES
+
+    rng = np.random.default_rng(12)
+    cp, gamma = _filled(rng)
+    cp.apply_each([rng.standard_normal(300)], gamma)
+    for s, y, sty in _pairs(rng, 300, MAX_IDLE_PUSHES):
+        cp.push(s, y, sty)
+    assert len(cp._known) == 1
+    s, y, sty = _pairs(rng, 300, 1)[0]
+    cp.push(s, y, sty)
+    assert len(cp._known) == 0
+
+
+def test_implicit_product_gives_the_gram_and_combinations_of_the_explicit_one():
+    rng = np.random.default_rng(13)
+    cp, gamma = _filled(rng, count=6)
+    arrays = [rng.standard_normal((300, 1)), rng.standard_normal(300), rng.standard_normal((300, 2))]
+    A = np.concatenate([a.reshape(300, -1) for a in arrays], axis=1)
+    HA = cp.apply(A, gamma)
+    prod = cp.implicit(arrays, gamma)
+    np.testing.assert_allclose(prod.plain_gram(), A.T @ A, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(prod.gram(), A.T @ HA, rtol=1e-11, atol=1e-10)
+    y = rng.standard_normal(4)
+    np.testing.assert_allclose(prod.times(y), HA @ y, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("count", [1, 3, 6])
+@pytest.mark.parametrize("gamma", [0.05, 1.0, 20.0])
+def test_rayleigh_bound_is_at_least_the_largest_eigenvalue(count, gamma):
+    rng = np.random.default_rng(count)
+    cp, _ = _filled(rng, n=60, cap=4, count=count)
+    lam_max = np.linalg.eigvalsh((_dense(cp, gamma) + _dense(cp, gamma).T) / 2)[-1]
+    bound = cp.rayleigh_bound(gamma)
+    assert bound >= lam_max
+
+
+def test_rayleigh_bound_is_withheld_when_R_is_ill_conditioned():
+    rng = np.random.default_rng(14)
+    n = 60
+    cp = CompactPairs(4, n, Backend.of(np.zeros(1)))
+    s1 = rng.standard_normal(n)
+    cp.push(s1, s1 + 0.1 * rng.standard_normal(n), 1.0)
+    s2 = rng.standard_normal(n)
+    y2 = rng.standard_normal(n)
+    y2 -= (y2 @ s2) / (s2 @ s2) * s2 - 1e-12 * s2  # sᵀy tiny next to the other entries of R
+    cp.push(s2, y2, float(s2 @ y2))
+    assert cp.rayleigh_bound(1.0) is None
+
+
+def test_large_lbfgs_run_with_implicit_products_matches_the_explicit_run(monkeypatch):
+    """n >= COMPACT_MIN_N: the QPs use H A implicitly and damping skips H s by the bound; the
+    first iterations are those of the run that forms every product, to rounding, with about
+    half the passes over the stored pairs."""
+    import ncvx_ref
+    from ncvx_ref import regularization
+
+    n = COMPACT_MIN_N
+    rng = np.random.default_rng(15)
+    a = rng.standard_normal(n)
+
+    def fun(x):  # the L-BFGS benchmark problem
+        r = x - a
+        J = np.stack([np.ones(n), (2.0 / n) * x], axis=1)
+        return (0.5 * r @ r + np.abs(x).sum(), r + np.sign(x),
+                np.array([x.sum() - 1.0, x @ x / n - 0.05]), J, None, None)
+
+    passes = []
+    inner, finish = CompactPairs._inner, CompactPairs._finish
+    monkeypatch.setattr(CompactPairs, "_inner", lambda self, V: passes.append(1) or inner(self, V))
+    monkeypatch.setattr(CompactPairs, "_finish",
+                        lambda self, PV, V, g: passes.append(1) or finish(self, PV, V, g))
+    fast = ncvx_ref.solve(fun, a.copy(), maxit=5, limited_mem_size=5, print_level=0)
+    fast_passes, passes[:] = len(passes), []
+    made = regularization.make_qp_metric
+    monkeypatch.setattr(regularization, "make_qp_metric",
+                        lambda H, t, l: regularization.QPMetric(apply=made(H, t, l).apply))
+    monkeypatch.setattr("ncvx_ref.solver.make_qp_metric", regularization.make_qp_metric)
+    monkeypatch.setattr(LBFGSInverseHessian, "rayleigh_bound", lambda self: None)
+    plain = ncvx_ref.solve(fun, a.copy(), maxit=5, limited_mem_size=5, print_level=0)
+    assert fast.error is None and plain.error is None and fast.iters == plain.iters == 5
+    np.testing.assert_allclose(fast.final.x, plain.final.x, rtol=1e-9, atol=1e-12)
+    assert fast.final.f == pytest.approx(plain.final.f, rel=1e-12)
+    assert fast_passes < 0.6 * len(passes)
