@@ -42,7 +42,8 @@ COMPACT_MIN_N = 4096
 #: dropped (an array of an earlier point): memory stays at a few arrays of the current point
 MAX_IDLE_PUSHES = 2
 
-#: :meth:`CompactPairs.rayleigh_bound` is not given when the condition number of ``R`` exceeds this
+#: :meth:`CompactPairs.rayleigh_bound` is not given when the 1-norm condition number of ``R``
+#: exceeds this
 MAX_BOUND_CONDITION = 1e8
 
 Array = Any
@@ -115,19 +116,17 @@ class CompactPairs:
         """
         if not self.slots:
             return gamma
-        order, R, _ = self._small_factors(gamma)
-        if np.linalg.cond(R) > MAX_BOUND_CONDITION:
-            return None
+        order, R, inner = self._small_factors(gamma)
         p = len(order)
         R_inv = _upper_solve(R, np.eye(p), trans=0)
-        inner = (self.YtY[np.ix_(order, order)] * gamma) + np.diag(self.sty[order])
+        if np.linalg.norm(R, 1) * np.linalg.norm(R_inv, 1) > MAX_BOUND_CONDITION:
+            return None  # the 1-norm condition number of R
         M = np.zeros((2 * p, 2 * p))
         M[:p, :p] = R_inv.T @ inner @ R_inv
-        M[:p, p:] = -R_inv.T
-        M[p:, :p] = -R_inv
-        lam = np.linalg.eigvalsh((M + M.T) / 2)
-        top = max(lam[-1] + 64 * np.finfo(float).eps * np.abs(lam).max(), 0.0)
-        W_frobenius2 = float(self.sts[order].sum() + gamma ** 2 * np.diag(self.YtY)[order].sum())
+        M[p:, :p] = -R_inv  # eigvalsh reads the lower triangle only
+        lam = np.linalg.eigvalsh(M)
+        top = max(lam[-1] + 64 * np.finfo(float).eps * max(-lam[0], lam[-1]), 0.0)
+        W_frobenius2 = float(self.sts[order].sum() + gamma ** 2 * self.YtY[order, order].sum())
         return 1.01 * (gamma + top * W_frobenius2)
 
     def apply(self, V: Array, gamma: float) -> Array:
@@ -232,19 +231,24 @@ class ImplicitProduct:
         self._AtA = None
 
     def plain_gram(self) -> np.ndarray:
-        """``AᵀA`` on the host (``k x k``), block by block: joining the arrays would copy them,
-        and OpenBLAS's ``gemm`` with a few columns is several times slower than the dots."""
+        """``AᵀA`` on the host (``k x k``).  A few NumPy columns are dotted pairwise: joining
+        them would copy them, and OpenBLAS's ``gemm`` with a few columns is several times
+        slower than the dots."""
         if self._AtA is None:
-            blocks = [a if len(a.shape) == 2 else self._b.xp.reshape(a, (-1, 1))
-                      for a in self.arrays]
-            widths = [int(a.shape[1]) for a in blocks]
-            edges = np.concatenate([[0], np.cumsum(widths)])
-            AtA = np.empty((edges[-1], edges[-1]))
-            for i, a in enumerate(blocks):
-                for j in range(i, len(blocks)):
-                    AtA[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = _cross(a, blocks[j])
-                    AtA[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = \
-                        AtA[edges[i]:edges[i + 1], edges[j]:edges[j + 1]].T
+            arrays = self.arrays
+            numpy = all(isinstance(a, np.ndarray) for a in arrays)
+            cols = [c for a in arrays for c in ((a,) if a.ndim == 1 else a.T)] if numpy else []
+            if numpy and len(cols) <= DOT_MAX_COLUMNS:
+                k = len(cols)
+                AtA = np.empty((k, k))
+                for i in range(k):
+                    for j in range(i, k):
+                        AtA[i, j] = AtA[j, i] = cols[i] @ cols[j]
+            else:
+                xp = self._b.xp
+                A = xp.concat([xp.reshape(a, (-1, 1)) if len(a.shape) == 1 else a
+                               for a in arrays], axis=1)
+                AtA = to_host(A.T @ A)
             self._AtA = AtA
         return self._AtA
 
@@ -266,14 +270,6 @@ class ImplicitProduct:
                 out += a @ b.from_host(self.gamma * y[j:j + m])
                 j += m
         return out
-
-
-def _cross(a: Array, b: Array) -> np.ndarray:
-    """``aᵀb`` on the host for ``n x m`` blocks; NumPy blocks of a few columns column by column."""
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape[1] * b.shape[1] <= 16:
-        return np.array([[float(a[:, i] @ b[:, j]) for j in range(b.shape[1])]
-                         for i in range(a.shape[1])])
-    return to_host(a.T @ b)
 
 
 class _KnownInnerProducts:
@@ -299,6 +295,9 @@ def _upper_solve(R: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:
         raise np.linalg.LinAlgError(f"singular triangular factor in the L-BFGS product (trtrs info {info})")
     return x
 
+
+#: :meth:`ImplicitProduct.plain_gram` dots NumPy columns pairwise up to this many columns
+DOT_MAX_COLUMNS = 8
 
 #: NumPy products of the stored pairs with up to this many columns are made column by column:
 #: OpenBLAS's ``gemm`` with 3 columns takes ~6x its matrix-vector time (n = 1e5, 10 pairs:

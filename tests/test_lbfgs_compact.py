@@ -92,6 +92,19 @@ def test_compact_form_on_torch_tensors_matches_numpy():
     assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
     np.testing.assert_allclose(got.numpy(), Hn.apply(V), rtol=1e-12, atol=1e-12)
     assert Ht.state()["S"].shape == (n, 4)
+    # the large-n iteration's paths: kept inner products, implicit products, the Rayleigh bound
+    g, J = V[:, 0].copy(), V[:, 1:].copy()
+    gt, Jt = torch.from_numpy(g), torch.from_numpy(J)
+    for _ in range(2):  # the second call reuses the kept inner products
+        for a, b in zip(Ht.apply_each([gt, Jt]), Hn.apply_each([g, J])):
+            np.testing.assert_allclose(a.numpy(), b, rtol=1e-12, atol=1e-12)
+    pt, pn = Ht.implicit([gt, Jt]), Hn.implicit([g, J])
+    np.testing.assert_allclose(pt.gram(), pn.gram(), rtol=1e-12, atol=1e-12)
+    y = np.array([0.5, -1.0, 2.0])
+    dt = pt.times(y)
+    assert isinstance(dt, torch.Tensor)
+    np.testing.assert_allclose(dt.numpy(), pn.times(y), rtol=1e-12, atol=1e-12)
+    assert Ht.rayleigh_bound() == pytest.approx(Hn.rayleigh_bound(), rel=1e-12)
 
 
 def test_compact_form_under_array_api_strict():
@@ -109,6 +122,15 @@ def test_compact_form_under_array_api_strict():
         np.testing.assert_allclose(np.asarray(Hs.apply(xps.asarray(V))), Hn.apply(V),
                                    rtol=1e-13, atol=1e-13)
     assert tuple(Hs.state()["S"].shape) == (n, 3)
+    g, J = rng.standard_normal(n), rng.standard_normal((n, 2))
+    gs, Js = xps.asarray(g), xps.asarray(J)
+    for _ in range(2):  # the second call reuses the kept inner products
+        for a, b in zip(Hs.apply_each([gs, Js]), Hn.apply_each([g, J])):
+            np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-12)
+    ps, pn = Hs.implicit([gs, Js]), Hn.implicit([g, J])
+    np.testing.assert_allclose(ps.gram(), pn.gram(), rtol=1e-12, atol=1e-12)
+    y = np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(np.asarray(ps.times(y)), pn.times(y), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("k", [2, 3, 4])
@@ -190,16 +212,17 @@ def test_idle_kept_arrays_are_dropped():
     assert len(cp._known) == 0
 
 
-def test_implicit_product_gives_the_gram_and_combinations_of_the_explicit_one():
+@pytest.mark.parametrize("wide", [2, 9])  # columns dotted pairwise, or one product
+def test_implicit_product_gives_the_gram_and_combinations_of_the_explicit_one(wide):
     rng = np.random.default_rng(13)
     cp, gamma = _filled(rng, count=6)
-    arrays = [rng.standard_normal((300, 1)), rng.standard_normal(300), rng.standard_normal((300, 2))]
+    arrays = [rng.standard_normal((300, 1)), rng.standard_normal(300), rng.standard_normal((300, wide))]
     A = np.concatenate([a.reshape(300, -1) for a in arrays], axis=1)
     HA = cp.apply(A, gamma)
     prod = cp.implicit(arrays, gamma)
     np.testing.assert_allclose(prod.plain_gram(), A.T @ A, rtol=1e-13, atol=1e-12)
     np.testing.assert_allclose(prod.gram(), A.T @ HA, rtol=1e-11, atol=1e-10)
-    y = rng.standard_normal(4)
+    y = rng.standard_normal(A.shape[1])
     np.testing.assert_allclose(prod.times(y), HA @ y, rtol=1e-11, atol=1e-11)
 
 
