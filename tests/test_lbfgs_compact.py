@@ -283,3 +283,37 @@ def test_large_lbfgs_run_with_implicit_products_matches_the_explicit_run(monkeyp
     np.testing.assert_allclose(fast.final.x, plain.final.x, rtol=1e-9, atol=1e-12)
     assert fast.final.f == pytest.approx(plain.final.f, rel=1e-12)
     assert fast_passes < 0.6 * len(passes)
+
+
+def _l1_problem(n, xp, a):
+    """The L-BFGS benchmark problem in namespace ``xp`` (``a`` on the run's device)."""
+    ones = xp.ones_like(a)
+
+    def fun(x):
+        r = x - a
+        J = xp.stack([ones, (2.0 / n) * x], axis=1)
+        return (0.5 * xp.sum(r * r) + xp.sum(xp.abs(x)), r + xp.sign(x),
+                xp.stack([xp.sum(x) - 1.0, xp.sum(x * x) / n - 0.05]), J, None, None)
+    return fun
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("memory", [5, 0])  # compact L-BFGS; full BFGS on the in-place rank-2 path
+def test_gpu_large_n_paths_on_cuda_match_numpy(memory):
+    """The large-n paths on torch CUDA (kept and implicit products, the Rayleigh bound for
+    L-BFGS; in-place updates and kept products for full BFGS) give NumPy's first iterations."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device for torch")
+    import ncvx_ref
+
+    n = COMPACT_MIN_N if memory else 1024
+    a = np.random.default_rng(16).standard_normal(n)
+    on_cpu = ncvx_ref.solve(_l1_problem(n, np, a), a.copy(), maxit=5, limited_mem_size=memory,
+                            print_level=0)
+    ad = torch.from_numpy(a).cuda()
+    on_gpu = ncvx_ref.solve(_l1_problem(n, torch, ad), ad.clone(), maxit=5,
+                            limited_mem_size=memory, print_level=0)
+    assert on_cpu.error is None and on_gpu.error is None and on_gpu.iters == on_cpu.iters == 5
+    assert on_gpu.final.x.device.type == "cuda"
+    np.testing.assert_allclose(on_gpu.final.x.cpu().numpy(), on_cpu.final.x, rtol=1e-8, atol=1e-10)
