@@ -39,8 +39,11 @@ __all__ = ["CompactPairs", "COMPACT_MIN_N"]
 COMPACT_MIN_N = 4096
 
 #: kept inner products of an array not asked for during this many consecutive pushes are
-#: dropped (an array of an earlier point): memory stays at a few arrays of the current point
-MAX_IDLE_PUSHES = 2
+#: dropped (an array of an earlier point).  An array is asked for again after one push (the
+#: stationarity QP's gradients by the next steering QP) or at every iteration (cached samples
+#: of the neighbourhood), so 1 keeps every reuse and the private copies of at most two
+#: iterations' arrays (n = 1e6: 48 MB)
+MAX_IDLE_PUSHES = 1
 
 #: :meth:`CompactPairs.rayleigh_bound` is not given when the 1-norm condition number of ``R``
 #: exceeds this
