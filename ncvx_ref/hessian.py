@@ -15,6 +15,7 @@ from array_api_compat import array_namespace, is_jax_array
 
 from .backend import Backend
 from . import bfgs_kernels
+from .bfgs_factored import RankTwoTerms, term_capacity
 from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, blas_operand, bfgs_matrix,
                            rank2_kind, symmetric_product, symmetrize_lower)
 from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
@@ -24,6 +25,7 @@ from .result import BFGSCounts
 Array = Any
 
 UPDATED, UPDATED_UNSCALED, SKIPPED_STY, SKIPPED_INFNAN = 0, 1, 2, 3
+_AS_TERM = object()  # _rank2_update's answer when the update became a rank-2 term
 
 #: full BFGS keeps the vectors of ``H - γ0 I`` (2 per update) while there are at most this
 #: fraction of ``n`` of them: the lifted QP path then factors its Newton matrix in O(n r²)
@@ -66,6 +68,9 @@ class BFGSInverseHessian:
     Until the first real update ``H`` may be a scaled identity (GRANSO's sparse identity ``H0``),
     held as a scalar, so nothing ``n x n`` exists before it is needed.  ``is_initial_sparse``
     tells the regularization step to skip work while ``H`` is still the (sparse) ``H0`` (§19.11).
+    On the in-place rank-2 path (``n >= RANK2_MIN_N``, identity ``H0``) the first updates are
+    kept as rank-2 terms (:mod:`~ncvx_ref.bfgs_factored`) and the matrix is formed only when
+    they fill their buffer or when something reads the whole matrix.
     """
 
     def __init__(self, n: int, backend: Backend, H0: Optional[Array] = None, scaleH0: bool = True,
@@ -87,31 +92,50 @@ class BFGSInverseHessian:
         self._low_rank: Optional[List[Array]] = [] if H0 is None else None
         self._gamma0: Optional[float] = None
         self._memo = ProductMemo(backend)  # products of recurring arrays (rank-2 path only)
+        # H = γ I + rank-2 terms while they are few (see bfgs_factored): None when not (yet)
+        # used; _terms_allowed turns False for good once the matrix is formed
+        self._terms: Optional[RankTwoTerms] = None
+        self._terms_allowed = H0 is None and term_capacity(n) > 0
 
     @property
     def identity_scale(self) -> Optional[float]:
         """``γ`` while ``H`` is still the scaled identity ``γ I`` (nothing ``n x n`` formed), else None."""
-        return self._gamma_identity if self._H is None else None
+        return self._gamma_identity if self._H is None and self._terms is None else None
 
     @property
     def dense(self) -> Array:
         """``H`` as a dense ``n x n`` array (materializes a scaled identity).  The live array:
         from ``n = RANK2_MIN_N`` on (NumPy, torch, CuPy) later updates change it in place;
         :meth:`state` gives a copy."""
-        if self._H is None:
+        if self._H is None and self._terms is None:
             return self._gamma_identity * self._b.eye(self.n)
         return self._whole()
 
     def _whole(self) -> Array:
         """``self._H`` with both triangles current (the first read after BLAS updates copies the
-        lower triangle over the upper one)."""
+        lower triangle over the upper one; rank-2 terms are formed into the matrix first)."""
+        if self._terms is not None:
+            self._form_matrix()
         if self._lower_only:
             symmetrize_lower(self._H)
             self._lower_only = False
         return self._H
 
+    def _form_matrix(self) -> None:
+        """``γI`` plus the rank-2 terms as the ``n x n`` matrix, from now on updated in place."""
+        kind = self._in_place_kind
+        self._H = self._terms.materialize(self._gamma_identity, kind)
+        self._lower_only = kind == "blas"
+        self._owns_H = True
+        self._gamma_identity = None
+        self._terms = None
+        self._terms_allowed = False
+        self._generation_view = None
+
     def apply(self, V: Array) -> Array:
         if self._H is None:
+            if self._terms is not None:
+                return self._terms.apply(V, self._gamma_identity)
             return V if self._gamma_identity == 1.0 else self._gamma_identity * V
         if self._in_place_kind == "blas" and blas_operand(V):  # NumPy float64, symmetric H
             return symmetric_product(self._H, V, lower_only=self._lower_only)
@@ -122,7 +146,7 @@ class BFGSInverseHessian:
         """Whether :meth:`apply_each` keeps products across updates (the in-place rank-2 path,
         ``n >= RANK2_MIN_N``); otherwise callers keep their one product of a joined matrix,
         whose rounding the reference cases depend on."""
-        return self._H is not None and self._in_place_kind is not None
+        return self._terms is not None or (self._H is not None and self._in_place_kind is not None)
 
     def apply_each(self, arrays: List[Array]) -> List[Array]:
         """``[H v for v in arrays]``, for arrays that may come back in later iterations (gradients
@@ -139,6 +163,8 @@ class BFGSInverseHessian:
         ``sᵀy`` is large enough whatever ``sᵀHs`` is."""
         if not self.memoizes:
             return None
+        if self._terms is not None:
+            return 1.01 * self._terms.trace(self._gamma_identity)
         xp = self._b.xp
         return 1.01 * float(xp.sum(xp.linalg.diagonal(self._H)))
 
@@ -157,7 +183,7 @@ class BFGSInverseHessian:
             if math.isinf(gamma) or math.isnan(gamma):
                 code = UPDATED_UNSCALED
                 c.scaling_skips += 1
-            elif self._H is None:
+            elif self._H is None:  # the scaled identity (no rank-2 term precedes the scaling)
                 self._gamma_identity *= gamma
             else:
                 self._H = gamma * self._H
@@ -183,10 +209,11 @@ class BFGSInverseHessian:
             self._memo.age()
             return SKIPPED_INFNAN
         self._record_low_rank(s, u)
-        self._H = H_new
-        self._owns_H = True  # either path's result is this object's array (never the user's H0)
+        if H_new is not _AS_TERM:
+            self._H = H_new
+            self._owns_H = True  # either path's result is this object's array (never the user's H0)
+            self._gamma_identity = None
         self._generation_view = None
-        self._gamma_identity = None
         self.is_initial_sparse = False
         c.updates += 1
         c.damped_updates += int(damped)
@@ -219,7 +246,13 @@ class BFGSInverseHessian:
 
     def state(self, snapshot: bool = True) -> Array:
         """GRANSO's ``H_final``: a copy when later updates would change ``H`` in place (unless
-        ``snapshot=False``: the end of the run hands over the live array, no copy)."""
+        ``snapshot=False``: the end of the run hands over the live array, no copy).  Rank-2
+        terms are formed into a new matrix: for good at the end, else a snapshot of them."""
+        if self._terms is not None and snapshot:
+            H = self._terms.materialize(self._gamma_identity, self._in_place_kind)
+            if self._in_place_kind == "blas":
+                symmetrize_lower(H)
+            return H
         if snapshot and self._H is not None and self._may_update_in_place():
             return self._b.xp.asarray(self._whole(), copy=True)
         return self.dense
@@ -248,13 +281,17 @@ class BFGSInverseHessian:
         whole matrix is read, see :meth:`_whole`); "inplace": torch's ``addr_`` or, elsewhere
         (CuPy), row blocks updated in place.
         Inf/NaN is ruled out by a bound on ``max|H_ij|``; only when the bound nears overflow is
-        the update made on a copy and checked entry by entry."""
+        the update made on a copy and checked entry by entry.
+        While the matrix has not been formed the update becomes a rank-2 term instead
+        (:meth:`_add_term`; answer ``_AS_TERM``)."""
         xp = self._b.xp
         b = (0.5 * kappa) * s - u
         s_max = float(xp.max(xp.abs(s)))
         b_max = float(xp.max(xp.abs(b)))
         if not (math.isfinite(s_max) and math.isfinite(b_max)):
             return None
+        if self._H is None and self._terms_allowed and self._add_term(s, b, s_max * b_max, kind):
+            return _AS_TERM
         if self._H is None:
             out = _scaled_identity(self.n, self._gamma_identity, self._b)
             bound = abs(self._gamma_identity)
@@ -281,6 +318,27 @@ class BFGSInverseHessian:
         self._abs_bound = bound
         self._in_place_kind = kind
         return out
+
+    def _add_term(self, s, b, sb_max: float, kind: str) -> bool:
+        """Record ``s bᵀ + b sᵀ`` as a term of ``H = γI + terms``; False (after forming the
+        matrix of the terms so far) when the buffer is full or the bound on ``max|H_ij|`` nears
+        overflow: the caller then updates the matrix in place."""
+        if self._terms is None:
+            self._terms = RankTwoTerms(term_capacity(self.n), self.n, self._b)
+            self._in_place_kind = kind
+        terms = self._terms
+        bound = (abs(self._gamma_identity) if len(terms) == 0 else self._abs_bound) + 2.0 * sb_max
+        limit = bfgs_kernels.RANK2_EXACT_CHECK_FRACTION * float(self._b.xp.finfo(self._b.dtype).max)
+        if terms.full or not bound < limit:
+            self._form_matrix()
+            return False
+        if len(terms) == 0:
+            self._memo.clear()  # H was the scaled identity: nothing memoized follows it
+        else:
+            self._memo.rank2(s, b)
+        terms.append(s, b)
+        self._abs_bound = bound
+        return True
 
 
 def _scaled_identity(n: int, gamma: float, backend: Backend) -> Array:

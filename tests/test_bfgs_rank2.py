@@ -12,6 +12,13 @@ B = Backend.of(np.zeros(1))
 N = RANK2_MIN_N
 
 
+@pytest.fixture(autouse=True)
+def _matrix_from_the_first_update(monkeypatch):
+    """These tests are about the n x n matrix updated in place: no rank-2 terms kept first
+    (tests/test_bfgs_factored.py covers those)."""
+    monkeypatch.setattr("ncvx_ref.hessian.term_capacity", lambda n: 0)
+
+
 def _reference(H, s, y, sty):
     """The spec's elementwise update (§11.2), as the small-n path computes it."""
     rho = 1.0 / sty

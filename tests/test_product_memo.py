@@ -15,6 +15,13 @@ B = Backend.of(np.zeros(1))
 N = RANK2_MIN_N
 
 
+@pytest.fixture(autouse=True)
+def _matrix_from_the_first_update(monkeypatch):
+    """These tests are about the n x n matrix updated in place: no rank-2 terms kept first
+    (tests/test_bfgs_factored.py covers those)."""
+    monkeypatch.setattr("ncvx_ref.hessian.term_capacity", lambda n: 0)
+
+
 def _pair(rng, n):
     s = rng.standard_normal(n)
     y = s + 0.3 * rng.standard_normal(n)
