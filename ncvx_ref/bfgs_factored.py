@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
-from .lbfgs_compact import _by_column, _columnwise, _columnwise_plus
+from .bfgs_kernels import scaled_identity
+from .thin_products import by_column, columnwise, columnwise_plus
 
 __all__ = ["RankTwoTerms", "term_capacity"]
 
@@ -75,8 +76,8 @@ class RankTwoTerms:
     def apply(self, V: Array, gamma: float) -> Array:
         """``H V = γV + Pᵀ E (P V)`` for ``V`` of shape ``(n,)`` or ``(n, m)`` (a new array)."""
         P = self.P[: 2 * self.count, :]
-        if _by_column(P, V):  # NumPy float64, 2-4 columns: one gemv per column
-            return _columnwise_plus(P.T, _swapped(_columnwise(P, V)), gamma, V)
+        if by_column(P, V):  # NumPy float64, 2-4 columns: one gemv per column
+            return columnwise_plus(P.T, _swapped(columnwise(P, V)), gamma, V)
         if isinstance(P, np.ndarray):
             out = P.T @ _swapped(P @ V)
         else:
@@ -89,11 +90,9 @@ class RankTwoTerms:
         """``H`` as a new ``n x n`` array.  ``kind`` "blas" (NumPy float64): the lower triangle
         only (one ``syr2k``; the caller refreshes the upper one when it reads the whole
         matrix, as after ``syr2``); otherwise the whole matrix."""
-        from .hessian import _scaled_identity
-
         k = self.count
         S, B = self.P[0: 2 * k: 2, :], self.P[1: 2 * k: 2, :]
-        H = _scaled_identity(self.n, gamma, self._b)
+        H = scaled_identity(self.n, gamma, self._b)
         if k == 0:
             return H
         if kind == "blas":

@@ -16,8 +16,8 @@ from array_api_compat import array_namespace, is_jax_array
 from .backend import Backend
 from . import bfgs_kernels
 from .bfgs_factored import RankTwoTerms, term_capacity
-from .bfgs_kernels import (RANK2_MIN_N, add_symmetric_rank2, blas_operand, bfgs_matrix,
-                           rank2_kind, symmetric_product, symmetrize_lower)
+from .bfgs_kernels import (add_symmetric_rank2, blas_operand, bfgs_matrix, rank2_kind,
+                           scaled_identity, symmetric_product, symmetrize_lower)
 from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
 from .product_memo import ProductMemo
 from .result import BFGSCounts
@@ -264,7 +264,7 @@ class BFGSInverseHessian:
     def metric_array(self) -> Array:
         """``H`` as an array object that is new after every update (a view, no copy), so that
         caches keyed by array identity (the lifted QP path's ``M⁻¹``) see each ``H`` once."""
-        if self._H is None:
+        if self._H is None and self._terms is None:
             return self.dense
         if self._generation_view is None:
             import numpy as np
@@ -293,7 +293,7 @@ class BFGSInverseHessian:
         if self._H is None and self._terms_allowed and self._add_term(s, b, s_max * b_max, kind):
             return _AS_TERM
         if self._H is None:
-            out = _scaled_identity(self.n, self._gamma_identity, self._b)
+            out = scaled_identity(self.n, self._gamma_identity, self._b)
             bound = abs(self._gamma_identity)
         else:
             bound = self._abs_bound
@@ -339,22 +339,6 @@ class BFGSInverseHessian:
         terms.append(s, b)
         self._abs_bound = bound
         return True
-
-
-def _scaled_identity(n: int, gamma: float, backend: Backend) -> Array:
-    """``γ I`` as a new dense array, the values of ``eye(n) * γ``.  On NumPy the zeros come
-    from fresh (lazily zeroed) pages and only the diagonal is written: the first in-place
-    update then touches only the lower triangle, where ``eye * γ`` made a pass over all
-    ``n²`` entries (n = 4000: ~100 ms, once per run)."""
-    import numpy as np
-
-    if backend.host_f64:
-        out = np.zeros((n, n))
-        out.reshape(-1)[:: n + 1] = gamma  # the diagonal (a strided view: no copy)
-        return out
-    out = backend.eye(n)
-    out *= gamma
-    return out
 
 
 class LBFGSInverseHessian:

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.linalg.lapack import dtrtrs as _trtrs
 
 from .backend import Backend, to_host
+from .thin_products import by_column, columnwise, columnwise_plus
 
 __all__ = ["CompactPairs", "COMPACT_MIN_N"]
 
@@ -152,7 +153,7 @@ class CompactPairs:
         """``P V`` on the host, ``(2 used, k)`` or ``(2 used,)``: every stored vector dotted with
         every column of ``V``, in slot order (row ``2i`` = ``s_i``, ``2i + 1`` = ``y_i``)."""
         P = self.P[: 2 * len(self.slots), :]  # slots 0..used-1 are the used ones
-        return _columnwise(P, V) if _by_column(P, V) else to_host(P @ V)
+        return columnwise(P, V) if by_column(P, V) else to_host(P @ V)
 
     def _inner_kept(self, v: Array) -> np.ndarray:
         """:meth:`_inner` of ``v`` from the kept rows, the rows of newer pairs computed now."""
@@ -166,7 +167,7 @@ class CompactPairs:
         for slot in self.slots:
             if not known.current[slot]:
                 rows = self.P[2 * slot: 2 * slot + 2, :]
-                known.rows[2 * slot: 2 * slot + 2] = (_columnwise(rows, v) if _by_column(rows, v)
+                known.rows[2 * slot: 2 * slot + 2] = (columnwise(rows, v) if by_column(rows, v)
                                                       else to_host(rows @ v))
                 known.current[slot] = True
         return known.rows[: 2 * len(self.slots)]
@@ -210,8 +211,8 @@ class CompactPairs:
         """``H V = γV + Pᵀ C`` from ``PV = P V`` (see the module docstring)."""
         P = self.P[: 2 * len(self.slots), :]
         coef = self._coefficients(PV, gamma)
-        if _by_column(P, V):
-            return _columnwise_plus(P.T, coef, gamma, V)
+        if by_column(P, V):
+            return columnwise_plus(P.T, coef, gamma, V)
         out = P.T @ self.backend.from_host(coef)
         out += gamma * V
         return out
@@ -225,6 +226,7 @@ class ImplicitProduct:
     ``Aᵀ H A = γ AᵀA + (P A)ᵀ C`` comes from the inner products ``P A`` (kept across updates by
     :meth:`CompactPairs.implicit`) and a pass over ``A``; ``H A y = γ A y + Pᵀ (C y)`` is one
     pass over the stored pairs.  Forming ``H A`` would take a pass over the pairs per column.
+    It reads the pairs' buffer when asked, so it is valid until the next push (one QP's use).
     """
 
     def __init__(self, arrays: List[Array], PA: np.ndarray, coef: np.ndarray, gamma: float,
@@ -301,34 +303,3 @@ def _upper_solve(R: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:
 
 #: :meth:`ImplicitProduct.plain_gram` dots NumPy columns pairwise up to this many columns
 DOT_MAX_COLUMNS = 8
-
-#: NumPy products of the stored pairs with up to this many columns are made column by column:
-#: OpenBLAS's ``gemm`` with 3 columns takes ~6x its matrix-vector time (n = 1e5, 10 pairs:
-#: 2.8 ms against 0.46 ms), twice the cost of three ``gemv``
-GEMV_MAX_COLUMNS = 4
-
-
-def _by_column(P, V) -> bool:
-    return (isinstance(P, np.ndarray) and isinstance(V, np.ndarray) and V.ndim == 2
-            and 1 < V.shape[1] <= GEMV_MAX_COLUMNS
-            and P.dtype == np.float64 and V.dtype == np.float64)
-
-
-def _columnwise(A: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """``A @ V`` (NumPy float64, ``V`` with a few columns) as one matrix-vector product per column."""
-    out = np.empty((A.shape[0], V.shape[1]))
-    for j in range(V.shape[1]):
-        out[:, j] = A @ V[:, j]
-    return out
-
-
-def _columnwise_plus(A: np.ndarray, C: np.ndarray, gamma: float, V: np.ndarray) -> np.ndarray:
-    """``A @ C + gamma V`` column by column into a column-major array (contiguous columns: each
-    ``gemv`` writes its own, and ``gamma V`` is added while the column is in cache; n = 1e5, 3
-    columns: 3.1 ms against 6.8 ms for the row-major result plus ``gamma V`` as a temporary)."""
-    out = np.empty((A.shape[0], C.shape[1]), order="F")
-    for j in range(C.shape[1]):
-        col = out[:, j]
-        np.matmul(A, C[:, j], out=col)
-        col += gamma * V[:, j]
-    return out

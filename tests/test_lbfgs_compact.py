@@ -137,7 +137,7 @@ def test_compact_form_under_array_api_strict():
 def test_few_column_products_are_column_major_and_equal_the_wide_form(k):
     """NumPy float64 products with 2-4 columns go column by column (gemv) into a column-major
     result; they must agree with the general (gemm) form to rounding."""
-    from ncvx_ref import lbfgs_compact
+    from ncvx_ref import thin_products
 
     rng = np.random.default_rng(k)
     n, cap, gamma = 400, 5, 0.9
@@ -147,11 +147,11 @@ def test_few_column_products_are_column_major_and_equal_the_wide_form(k):
     V = rng.standard_normal((n, k))
     got = cp.apply(V, gamma)
     assert got.flags.f_contiguous and got.shape == (n, k)
-    lbfgs_compact.GEMV_MAX_COLUMNS, saved = 0, lbfgs_compact.GEMV_MAX_COLUMNS
+    thin_products.GEMV_MAX_COLUMNS, saved = 0, thin_products.GEMV_MAX_COLUMNS
     try:
         want = cp.apply(V, gamma)
     finally:
-        lbfgs_compact.GEMV_MAX_COLUMNS = saved
+        thin_products.GEMV_MAX_COLUMNS = saved
     assert want.flags.c_contiguous
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
 
