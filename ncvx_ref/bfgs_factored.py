@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
-from .bfgs_kernels import scaled_identity
+from .bfgs_kernels import scaled_identity, symmetrize_lower
 from .thin_products import by_column, columnwise, columnwise_plus
 
 __all__ = ["RankTwoTerms", "term_capacity"]
@@ -85,6 +85,14 @@ class RankTwoTerms:
             out = S.T @ (B @ V) + B.T @ (S @ V)
         out += gamma * V
         return out
+
+    def matrix(self, gamma: float, kind: str) -> Array:
+        """``H`` as a new symmetric ``n x n`` array (both triangles), for a snapshot or
+        ``H_final``; the terms stay as they are."""
+        H = self.materialize(gamma, kind)
+        if kind == "blas":
+            symmetrize_lower(H)
+        return H
 
     def materialize(self, gamma: float, kind: str) -> Array:
         """``H`` as a new ``n x n`` array.  ``kind`` "blas" (NumPy float64): the lower triangle

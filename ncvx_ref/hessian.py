@@ -9,7 +9,7 @@ Update codes: 0 updated, 1 updated without scaling, 2 skipped (``sᵀy <= 0``), 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable, List, Optional, Tuple
 from array_api_compat import array_namespace, is_jax_array
 
@@ -20,7 +20,7 @@ from .bfgs_kernels import (add_symmetric_rank2, blas_operand, bfgs_matrix, rank2
                            scaled_identity, symmetric_product, symmetrize_lower)
 from .lbfgs_compact import COMPACT_MIN_N, CompactPairs
 from .product_memo import ProductMemo
-from .result import BFGSCounts
+from .result import BFGSCounts, Deferred
 
 Array = Any
 
@@ -249,13 +249,19 @@ class BFGSInverseHessian:
         ``snapshot=False``: the end of the run hands over the live array, no copy).  Rank-2
         terms are formed into a new matrix: for good at the end, else a snapshot of them."""
         if self._terms is not None and snapshot:
-            H = self._terms.materialize(self._gamma_identity, self._in_place_kind)
-            if self._in_place_kind == "blas":
-                symmetrize_lower(H)
-            return H
+            return self._terms.matrix(self._gamma_identity, self._in_place_kind)
         if snapshot and self._H is not None and self._may_update_in_place():
             return self._b.xp.asarray(self._whole(), copy=True)
         return self.dense
+
+    def final_state(self):
+        """``H_final`` for the result: :meth:`state` at the end of the run, or, while the updates
+        are still rank-2 terms, a :class:`~ncvx_ref.result.Deferred` that forms the matrix when
+        the caller first reads it (a short run whose ``H_final`` is never read then never
+        allocates ``n x n``; the recipe holds the terms alone, not this object)."""
+        if self._terms is None:
+            return self.state(snapshot=False)
+        return Deferred(partial(self._terms.matrix, self._gamma_identity, self._in_place_kind))
 
     def _may_update_in_place(self) -> bool:
         """Whether a later update may write into the current ``H`` (so views of it would change)."""
@@ -466,6 +472,10 @@ class LBFGSInverseHessian:
         c.updates += 1
         c.damped_updates += int(damped)
         return code
+
+    def final_state(self) -> dict:
+        """``H_final`` for the result (see ``BFGSInverseHessian.final_state``)."""
+        return self.state(snapshot=False)
 
     def state(self, snapshot: bool = True) -> dict:
         """GRANSO's L-BFGS ``H_final``: ``S``, ``Y`` (``n x c``, oldest first), ``rho``, ``gamma``."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .termination import TerminationCode
 
@@ -42,6 +42,38 @@ class BFGSCounts:
     infnan_fails: int = 0
 
 
+class Deferred:
+    """A value formed on first read: :attr:`Result.H_final` of a full-BFGS run whose updates
+    were still rank-2 terms at the end (``ncvx_ref/bfgs_factored.py``), so that a run whose
+    caller never reads it never allocates the ``n x n`` matrix."""
+
+    __slots__ = ("form",)
+
+    def __init__(self, form: Callable[[], Any]) -> None:
+        self.form = form
+
+
+class _FormedOnRead:
+    """A dataclass field whose stored value may be a :class:`Deferred`: the first read forms it
+    and keeps the result.  No default (the class access raises ``AttributeError``, which tells
+    ``dataclasses`` so); frozen dataclasses store it through ``__set__``."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            raise AttributeError(self.slot[1:])
+        value = obj.__dict__[self.slot]
+        if isinstance(value, Deferred):
+            value = value.form()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class Result:
     """What :func:`ncvx_ref.solve` returns.
@@ -52,6 +84,9 @@ class Result:
     ``stat_value`` (the stationarity certificate at ``final``), ``H_final``, ``bfgs_updates``,
     ``fn_evals``, ``iters``, ``quadprog_failure_rate``, ``error``, ``mu_lowest``, ``scalings``
     and the unscaled variants of the points when pre-scaling was applied.
+
+    ``H_final`` of a full-BFGS run that never formed its ``n x n`` matrix (a short run at
+    ``n >= 512``, see docs/deviations.md) is formed on first read, once.
     """
 
     final: PointRecord
@@ -63,7 +98,7 @@ class Result:
     fn_evals: int
     stat_value: float
     mu_final: float
-    H_final: Any
+    H_final: Any = _FormedOnRead()
     bfgs_updates: BFGSCounts
     quadprog_failure_rate: float
     constrained: bool
@@ -74,6 +109,12 @@ class Result:
     best_unscaled: Optional[PointRecord] = None
     most_feasible_unscaled: Optional[PointRecord] = None
     history: Optional[list] = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        """For pickling: a deferred ``H_final`` is formed first (its recipe holds the run's
+        device arrays and namespace)."""
+        self.H_final  # noqa: B018 - forms it in place
+        return dict(self.__dict__)
 
     # -- scipy.optimize.OptimizeResult-like views ------------------------------------------
     @property

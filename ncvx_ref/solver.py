@@ -308,7 +308,7 @@ class BfgsSqp:
         res = Result(
             final=final, best=ev.best, most_feasible=ev.most_feasible, termination_code=TC(code),
             message=msg, iters=self.H.counts.requests, fn_evals=ev.fn_evals,
-            stat_value=ev.stat_value, mu_final=final.mu, H_final=self.H.state(snapshot=False),
+            stat_value=ev.stat_value, mu_final=final.mu, H_final=self.H.final_state(),
             bfgs_updates=self.H.counts.freeze(), quadprog_failure_rate=self.qp.failure_rate,
             constrained=self.constrained, error=error,
             mu_lowest=self.mu_lowest if code == TC.LINESEARCH_NOT_BRACKETED and self.constrained else None,

@@ -195,3 +195,47 @@ def test_regularized_metric_forms_the_matrix():
     assert res.error is None and res.iters == 15
     lam = np.linalg.eigvalsh(res.H_final)
     assert lam[0] > 0
+
+
+def test_H_final_of_a_run_still_in_terms_is_formed_on_first_read(monkeypatch):
+    """A short run never allocates n x n unless its caller reads H_final; the first read forms
+    the matrix once, and copying, replacing or pickling the result forms it too."""
+    import dataclasses
+    import pickle
+
+    from ncvx_ref.result import Deferred, Result
+
+    fun, x0 = _eigen_problem(N, seed=2)
+    res = ncvx_ref.solve(fun, x0, print_level=0, maxit=10)
+    assert isinstance(res.__dict__["_H_final"], Deferred)  # not formed yet
+    H = res.H_final
+    assert isinstance(H, np.ndarray) and H.shape == (N, N)
+    assert res.H_final is H  # formed once
+    np.testing.assert_array_equal(H, H.T)
+    monkeypatch.setattr("ncvx_ref.hessian.term_capacity", lambda n: 0)
+    matrix = ncvx_ref.solve(fun, x0, print_level=0, maxit=10)
+    assert isinstance(matrix.__dict__["_H_final"], np.ndarray)  # formed by the run already
+    np.testing.assert_allclose(H, matrix.H_final, rtol=1e-8, atol=1e-10)
+
+    monkeypatch.undo()
+    again = ncvx_ref.solve(fun, x0, print_level=0, maxit=10)
+    back = pickle.loads(pickle.dumps(again))
+    np.testing.assert_array_equal(back.H_final, H)
+    third = ncvx_ref.solve(fun, x0, print_level=0, maxit=10)
+    replaced = dataclasses.replace(third, history=[])
+    np.testing.assert_array_equal(replaced.H_final, H)
+    with pytest.raises(TypeError):  # H_final stays a required field
+        Result(**{f.name: None for f in dataclasses.fields(Result) if f.name != "H_final"})
+
+
+def test_granso_soln_has_the_formed_H_final():
+    from ncvx_ref.granso import granso
+
+    fun, x0 = _eigen_problem(N, seed=3)
+
+    def combined(x):  # GRANSO's combined_fn: an absent group as empty arrays
+        f, g, _, _, ce, Je = fun(x)
+        return f, g, np.array([]), np.array([]), ce, Je
+
+    soln = granso(N, combined, {"x0": x0, "maxit": 5, "print_level": 0})
+    assert isinstance(soln.H_final, np.ndarray) and soln.H_final.shape == (N, N)
