@@ -317,3 +317,7 @@ def test_gpu_large_n_paths_on_cuda_match_numpy(memory):
     assert on_cpu.error is None and on_gpu.error is None and on_gpu.iters == on_cpu.iters == 5
     assert on_gpu.final.x.device.type == "cuda"
     np.testing.assert_allclose(on_gpu.final.x.cpu().numpy(), on_cpu.final.x, rtol=1e-8, atol=1e-10)
+    if not memory:  # full BFGS ended in rank-2 terms: H_final is formed on this first read
+        H = on_gpu.H_final
+        assert H.device.type == "cuda" and tuple(H.shape) == (n, n)
+        np.testing.assert_allclose(H.cpu().numpy(), on_cpu.H_final, rtol=1e-8, atol=1e-10)
