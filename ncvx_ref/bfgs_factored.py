@@ -12,8 +12,9 @@ reads ``4k`` vectors instead of the matrix, and nothing ``n x n`` is allocated, 
 project's machines is the larger cost of a short run (first touches of fresh memory).
 :class:`RankTwoTerms` holds the rows; ``BFGSInverseHessian`` forms the matrix from them
 (:meth:`RankTwoTerms.materialize`, one ``syr2k``) when the terms fill their buffer or when
-something reads the whole matrix (``H_final``, regularization, the lifted QP path), and goes
-on in place from there.
+something reads the whole matrix (regularization, the lifted QP path), and goes on in place
+from there.  A run that ends in terms hands :meth:`RankTwoTerms.matrix` to its result, which
+forms ``H_final`` when the caller first reads it (``ncvx_ref.result.Deferred``).
 
 The operator is the one the in-place path builds, up to rounding; no reference case reaches
 ``n = 512`` (docs/deviations.md).
