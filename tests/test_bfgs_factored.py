@@ -239,3 +239,21 @@ def test_granso_soln_has_the_formed_H_final():
 
     soln = granso(N, combined, {"x0": x0, "maxit": 5, "print_level": 0})
     assert isinstance(soln.H_final, np.ndarray) and soln.H_final.shape == (N, N)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), count=st.integers(0, 6), columns=st.integers(0, 6),
+       gamma=st.floats(0.01, 100.0))
+def test_rank_two_terms_apply_their_matrix(seed, count, columns, gamma):
+    rng = np.random.default_rng(seed)
+    n = 24
+    terms = RankTwoTerms(6, n, B)
+    for _ in range(count):
+        terms.append(rng.standard_normal(n), rng.standard_normal(n))
+    H = terms.matrix(gamma, "blas")
+    np.testing.assert_array_equal(H, H.T)
+    V = rng.standard_normal(n if columns == 0 else (n, columns))
+    np.testing.assert_allclose(terms.apply(V, gamma), H @ V, rtol=1e-12, atol=1e-12 * max(1.0, gamma))

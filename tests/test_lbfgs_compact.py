@@ -321,3 +321,29 @@ def test_gpu_large_n_paths_on_cuda_match_numpy(memory):
         H = on_gpu.H_final
         assert H.device.type == "cuda" and tuple(H.shape) == (n, n)
         np.testing.assert_allclose(H.cpu().numpy(), on_cpu.H_final, rtol=1e-8, atol=1e-10)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), count=st.integers(1, 7), log_gamma=st.floats(-3.0, 3.0),
+       spread=st.floats(0.05, 5.0))
+def test_rayleigh_bound_holds_for_random_pairs(seed, count, log_gamma, spread):
+    """The bound is at least the largest eigenvalue of the operator the products apply, or
+    withheld; pairs with sᵀy > 0 of varied curvature."""
+    rng = np.random.default_rng(seed)
+    n = 30
+    cp = CompactPairs(4, n, Backend.of(np.zeros(1)))
+    for _ in range(count):
+        s = rng.standard_normal(n)
+        y = rng.uniform(0.1, 1.0 + spread) * s + spread * rng.standard_normal(n)
+        sty = float(s @ y)
+        if sty > 0:
+            cp.push(s, y, sty)
+    gamma = 10.0 ** log_gamma
+    bound = cp.rayleigh_bound(gamma)
+    if bound is None:
+        return
+    H = cp.apply(np.eye(n), gamma)
+    assert bound >= np.linalg.eigvalsh((H + H.T) / 2)[-1]
