@@ -151,8 +151,8 @@ def estimate_eq_multiplier(qp: BoxQP, y: np.ndarray, g: np.ndarray,
     at_lb = (y[support] <= qp.lb[support] + gap) & (qp.lb[support] < qp.ub[support])
     lower = ratio[(at_lb & pos) | (~at_lb & ~pos)]  # λ >= ratio
     upper = ratio[(at_lb & ~pos) | (~at_lb & pos)]  # λ <= ratio
-    lo = float(np.max(lower)) if lower.size else -np.inf
-    hi = float(np.min(upper)) if upper.size else np.inf
+    lo = float(_max(lower)) if lower.size else -np.inf
+    hi = float(_min(upper)) if upper.size else np.inf
     if math.isfinite(lo) and math.isfinite(hi):
         return 0.5 * (lo + hi)
     if math.isfinite(lo):
@@ -273,8 +273,8 @@ class _ReducedKKT:
         lam, V = np.linalg.eigh((R + R.T) / 2)
         # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
         # those directions are treated as linear, which the line step handles exactly anyway.
-        thresh = _FLAT_REL * max(float(np.max(np.abs(lam), initial=0.0)),
-                                 float(np.max(diag, initial=0.0)))
+        thresh = _FLAT_REL * max(float(_max(_abs(lam), initial=0.0)),
+                                 float(_max(diag, initial=0.0)))
         self.curved = lam > thresh
         self.eig = (lam, V)
 
@@ -285,7 +285,7 @@ class _ReducedKKT:
         cur = self.curved
         step = V[:, cur] @ (c[cur] / lam[cur])
         flat_c = c[~cur]
-        if flat_c.size and np.any(flat_c != 0.0):
+        if flat_c.size and _count(flat_c != 0.0):
             return step, V[:, ~cur] @ flat_c
         return step, None
 
