@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import ncvx_ref
 from ncvx_ref.backend import Backend
@@ -240,8 +241,6 @@ def test_granso_soln_has_the_formed_H_final():
     soln = granso(N, combined, {"x0": x0, "maxit": 5, "print_level": 0})
     assert isinstance(soln.H_final, np.ndarray) and soln.H_final.shape == (N, N)
 
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)

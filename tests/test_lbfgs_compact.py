@@ -1,6 +1,7 @@
-"""The compact L-BFGS form (ncvx_ref.lbfgs_compact) applies the same operator as the recursion."""
+"""The compact L-BFGS form (ncvx_ref.lbfgs_compact): the recursion's operator, kept inner products, implicit QP products and the Rayleigh bound."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ncvx_ref.backend import Backend
 from ncvx_ref.hessian import LBFGSInverseHessian, _two_loop
@@ -344,8 +345,6 @@ def test_gpu_large_n_paths_on_cuda_match_numpy(memory):
         assert H.device.type == "cuda" and tuple(H.shape) == (n, n)
         np.testing.assert_allclose(H.cpu().numpy(), on_cpu.H_final, rtol=1e-8, atol=1e-10)
 
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
