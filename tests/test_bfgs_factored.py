@@ -1,6 +1,4 @@
 """Full BFGS kept as γI plus rank-2 terms while they are few (ncvx_ref.bfgs_factored), then formed."""
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -11,14 +9,18 @@ from ncvx_ref.bfgs_factored import RankTwoTerms, term_capacity
 from ncvx_ref.bfgs_kernels import RANK2_MIN_N
 from ncvx_ref.hessian import SKIPPED_INFNAN, BFGSInverseHessian
 
+from full_bfgs_helpers import eigen_problem, pair
+
 B = Backend.of(np.zeros(1))
 N = RANK2_MIN_N
 
 
-def _pair(rng, n):
-    s = rng.standard_normal(n)
-    y = s + 0.3 * rng.standard_normal(n)
-    return s, y, float(s @ y)
+def _update_both(H, M, rng, count):
+    """The same ``count`` update pairs to both Hessians (M gets copies)."""
+    for _ in range(count):
+        s, y, sty = pair(rng, N)
+        H.update(s, y, sty, False)
+        M.update(s.copy(), y.copy(), sty, False)
 
 
 def _twins(n=N, backend=B):
@@ -36,10 +38,7 @@ def test_capacity_is_an_eighth_of_n_up_to_256():
 def test_terms_apply_the_matrix_the_in_place_path_builds(shape):
     rng = np.random.default_rng(1)
     H, M = _twins()
-    for _ in range(12):
-        s, y, sty = _pair(rng, N)
-        H.update(s, y, sty, False)
-        M.update(s.copy(), y.copy(), sty, False)
+    _update_both(H, M, rng, 12)
     assert H._terms is not None and len(H._terms) == 12 and H._H is None
     assert H.identity_scale is None and H.memoizes
     V = rng.standard_normal(shape)
@@ -56,14 +55,10 @@ def test_the_matrix_is_formed_when_the_terms_fill_their_buffer(monkeypatch):
     rng = np.random.default_rng(2)
     H, M = _twins()
     for i in range(6):
-        s, y, sty = _pair(rng, N)
-        H.update(s, y, sty, False)
-        M.update(s.copy(), y.copy(), sty, False)
+        _update_both(H, M, rng, 1)
         assert (H._terms is not None) == (i < 3)
     live = H.dense
-    s, y, sty = _pair(rng, N)
-    H.update(s, y, sty, False)
-    M.update(s.copy(), y.copy(), sty, False)
+    _update_both(H, M, rng, 1)
     assert np.shares_memory(H.dense, live)  # in place from the formed matrix on
     np.testing.assert_allclose(H.dense, M.dense, rtol=1e-10, atol=1e-12)
 
@@ -71,16 +66,10 @@ def test_the_matrix_is_formed_when_the_terms_fill_their_buffer(monkeypatch):
 def test_reading_the_whole_matrix_forms_it_and_later_updates_go_in_place():
     rng = np.random.default_rng(3)
     H, M = _twins()
-    for _ in range(4):
-        s, y, sty = _pair(rng, N)
-        H.update(s, y, sty, False)
-        M.update(s.copy(), y.copy(), sty, False)
+    _update_both(H, M, rng, 4)
     np.testing.assert_allclose(H.metric_array(), M.dense, rtol=1e-10, atol=1e-12)
     assert H._terms is None and not H._terms_allowed
-    for _ in range(3):
-        s, y, sty = _pair(rng, N)
-        H.update(s, y, sty, False)
-        M.update(s.copy(), y.copy(), sty, False)
+    _update_both(H, M, rng, 3)
     assert H._terms is None
     np.testing.assert_allclose(H.state(snapshot=False), M.state(snapshot=False), rtol=1e-10, atol=1e-12)
 
@@ -88,9 +77,9 @@ def test_reading_the_whole_matrix_forms_it_and_later_updates_go_in_place():
 def test_an_update_with_inf_is_skipped_and_keeps_the_terms():
     rng = np.random.default_rng(4)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     before = H.state()
-    s, y, sty = _pair(rng, N)
+    s, y, sty = pair(rng, N)
     s[3] = np.inf
     assert H.update(s, y, sty, False) == SKIPPED_INFNAN
     assert len(H._terms) == 1
@@ -102,9 +91,9 @@ def test_an_update_near_overflow_forms_the_matrix_and_is_checked(monkeypatch):
     entry by entry (here it overflows: skipped, H as it was)."""
     rng = np.random.default_rng(5)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     before = H.state()
-    s, y, sty = _pair(rng, N)
+    s, y, sty = pair(rng, N)
     with np.errstate(all="ignore"):
         assert H.update(1e160 * s, 1e-160 * y, sty, False) == SKIPPED_INFNAN
     assert H._terms is None and H._H is not None
@@ -117,7 +106,7 @@ def test_terms_on_torch_match_numpy():
     Hn = BFGSInverseHessian(N, B)
     Ht = BFGSInverseHessian(N, Backend.of(torch.zeros(1, dtype=torch.float64)))
     for _ in range(5):
-        s, y, sty = _pair(rng, N)
+        s, y, sty = pair(rng, N)
         Hn.update(s, y, sty, False)
         Ht.update(torch.from_numpy(s.copy()), torch.from_numpy(y.copy()), sty, False)
     assert Ht._terms is not None and Ht._in_place_kind == "inplace"
@@ -149,19 +138,6 @@ def test_rank_two_terms_alone():
     np.testing.assert_allclose(terms.materialize(gamma, "inplace"), want, rtol=1e-12, atol=1e-12)
 
 
-def _eigen_problem(n, seed=0):
-    rng = np.random.default_rng(seed)
-    G = rng.standard_normal((n, n))
-    A = (G + G.T) / (2 * math.sqrt(n))
-
-    def fun(x):
-        Ax = A @ x
-        return float(x @ Ax), 2 * Ax, None, None, np.array([x @ x - 1.0]), (2 * x)[:, None]
-
-    x0 = rng.standard_normal(n)
-    return fun, x0 / np.linalg.norm(x0)
-
-
 def test_solve_with_terms_matches_the_run_that_forms_the_matrix(monkeypatch):
     """n >= RANK2_MIN_N: the first updates stay terms (no n x n pass before the matrix is
     formed at the capacity, then in place); the run is the in-place run up to rounding."""
@@ -171,7 +147,7 @@ def test_solve_with_terms_matches_the_run_that_forms_the_matrix(monkeypatch):
     product = hessian.symmetric_product
     monkeypatch.setattr(hessian, "symmetric_product",
                         lambda H, V, **kw: passes.append(1) or product(H, V, **kw))
-    fun, x0 = _eigen_problem(N)
+    fun, x0, _ = eigen_problem(N)
     seen = []
 
     def callback(state):
@@ -191,7 +167,7 @@ def test_solve_with_terms_matches_the_run_that_forms_the_matrix(monkeypatch):
 
 
 def test_regularized_metric_forms_the_matrix():
-    fun, x0 = _eigen_problem(N, seed=1)
+    fun, x0, _ = eigen_problem(N, seed=1)
     res = ncvx_ref.solve(fun, x0, print_level=0, maxit=15, regularize_threshold=1e6)
     assert res.error is None and res.iters == 15
     lam = np.linalg.eigvalsh(res.H_final)
@@ -206,7 +182,7 @@ def test_H_final_of_a_run_still_in_terms_is_formed_on_first_read(monkeypatch):
 
     from ncvx_ref.result import Deferred, Result
 
-    fun, x0 = _eigen_problem(N, seed=2)
+    fun, x0, _ = eigen_problem(N, seed=2)
     res = ncvx_ref.solve(fun, x0, print_level=0, maxit=10)
     assert isinstance(res.__dict__["_H_final"], Deferred)  # not formed yet
     H = res.H_final
@@ -232,7 +208,7 @@ def test_H_final_of_a_run_still_in_terms_is_formed_on_first_read(monkeypatch):
 def test_granso_soln_has_the_formed_H_final():
     from ncvx_ref.granso import granso
 
-    fun, x0 = _eigen_problem(N, seed=3)
+    fun, x0, _ = eigen_problem(N, seed=3)
 
     def combined(x):  # GRANSO's combined_fn: an absent group as empty arrays
         f, g, _, _, ce, Je = fun(x)

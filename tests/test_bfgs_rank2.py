@@ -8,15 +8,12 @@ from ncvx_ref.backend import Backend
 from ncvx_ref.bfgs_kernels import RANK2_MIN_N, bfgs_matrix
 from ncvx_ref.hessian import SKIPPED_INFNAN, UPDATED, BFGSInverseHessian
 
+from full_bfgs_helpers import pair
+
 B = Backend.of(np.zeros(1))
 N = RANK2_MIN_N
 
-
-@pytest.fixture(autouse=True)
-def _matrix_from_the_first_update(monkeypatch):
-    """These tests are about the n x n matrix updated in place: no rank-2 terms kept first
-    (tests/test_bfgs_factored.py covers those)."""
-    monkeypatch.setattr("ncvx_ref.hessian.term_capacity", lambda n: 0)
+pytestmark = pytest.mark.usefixtures("matrix_from_the_first_update")  # the n x n matrix path
 
 
 def _reference(H, s, y, sty):
@@ -26,12 +23,6 @@ def _reference(H, s, y, sty):
     u = rho * Hy
     kappa = max(rho * rho * float(y @ Hy) + rho, 0.0)
     return bfgs_matrix(H, u, s, math.sqrt(kappa) * s, B)
-
-
-def _pair(rng, n):
-    s = rng.standard_normal(n)
-    y = s + 0.3 * rng.standard_normal(n)
-    return s, y, float(s @ y)
 
 
 @pytest.mark.parametrize("start", ["identity", "user_H0"])
@@ -45,7 +36,7 @@ def test_rank2_updates_match_the_elementwise_form_and_leave_H0_alone(start):
     H = BFGSInverseHessian(N, B, H0=H0, scaleH0=False)
     ref = np.eye(N) if H0 is None else H0.copy()
     for _ in range(4):
-        s, y, sty = _pair(rng, N)
+        s, y, sty = pair(rng, N)
         assert H.update(s, y, sty, False) == UPDATED
         ref = _reference(ref, s, y, sty)
         np.testing.assert_allclose(H.dense, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
@@ -56,11 +47,11 @@ def test_rank2_updates_match_the_elementwise_form_and_leave_H0_alone(start):
 def test_state_is_a_snapshot_and_metric_array_is_new_per_update():
     rng = np.random.default_rng(1)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     snap = H.state()
     view = H.metric_array()
     assert H.metric_array() is view  # one object per generation
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     assert not np.array_equal(snap, H.dense)  # the snapshot did not follow the update
     assert H.metric_array() is not view
     np.testing.assert_array_equal(H.metric_array(), H.dense)
@@ -69,9 +60,9 @@ def test_state_is_a_snapshot_and_metric_array_is_new_per_update():
 def test_rank2_update_with_inf_is_skipped_and_keeps_H():
     rng = np.random.default_rng(2)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     before = H.state()
-    s, y, sty = _pair(rng, N)
+    s, y, sty = pair(rng, N)
     s[3] = np.inf
     assert H.update(s, y, sty, False) == SKIPPED_INFNAN
     np.testing.assert_array_equal(H.dense, before)
@@ -81,7 +72,7 @@ def test_rank2_update_that_overflows_is_skipped_and_keeps_H():
     rng = np.random.default_rng(3)
     H0 = 1e307 * np.eye(N)  # finite, but the update's entries pass the largest double
     H = BFGSInverseHessian(N, B, H0=H0, scaleH0=False)
-    s, y, sty = _pair(rng, N)
+    s, y, sty = pair(rng, N)
     with np.errstate(all="ignore"):
         assert _reference(H0, s, y, sty) is None  # the elementwise form overflows too
         assert H.update(s, y, sty, False) == SKIPPED_INFNAN
@@ -93,7 +84,7 @@ def test_products_on_the_rank2_path_equal_the_dense_product(shape):
     rng = np.random.default_rng(4)
     H = BFGSInverseHessian(N, B)
     for _ in range(3):
-        H.update(*_pair(rng, N), False)
+        H.update(*pair(rng, N), False)
     V = rng.standard_normal(shape)
     got = H.apply(V)
     assert got.shape == V.shape
@@ -104,7 +95,7 @@ def test_products_on_the_rank2_path_equal_the_dense_product(shape):
 def test_final_state_hands_over_the_live_array():
     rng = np.random.default_rng(5)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     assert H.state(snapshot=False) is H.dense
     assert H.state() is not H.dense
 
@@ -118,7 +109,7 @@ def test_torch_updates_in_place_and_match_the_elementwise_form():
     H = BFGSInverseHessian(N, Backend.of(torch.zeros(1, dtype=torch.float64)), H0=H0_t, scaleH0=False)
     ref = H0.copy()
     for i in range(3):
-        s, y, sty = _pair(rng, N)
+        s, y, sty = pair(rng, N)
         assert H.update(torch.from_numpy(s), torch.from_numpy(y), sty, False) == UPDATED
         ref = _reference(ref, s, y, sty)
         if i == 0:
@@ -129,7 +120,7 @@ def test_torch_updates_in_place_and_match_the_elementwise_form():
     np.testing.assert_array_equal(H0_t.numpy(), H0)  # the user's tensor is never written to
     snap = H.state()
     assert isinstance(snap, torch.Tensor) and snap is not H.dense
-    H.update(*(torch.from_numpy(v) if isinstance(v, np.ndarray) else v for v in _pair(rng, N)), False)
+    H.update(*(torch.from_numpy(v) if isinstance(v, np.ndarray) else v for v in pair(rng, N)), False)
     assert not torch.equal(snap, H.dense)
 
 
@@ -175,11 +166,11 @@ def test_snapshot_taken_before_the_first_in_place_update_does_not_change():
     in-place form: a get_H() snapshot taken in between must not follow the next update."""
     rng = np.random.default_rng(9)
     H = BFGSInverseHessian(N, B, H0=np.asfortranarray(np.eye(N)), scaleH0=False)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     assert H._in_place_kind is None
     snap = H.state()
     before = snap.copy()
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     assert H._in_place_kind == "blas"
     np.testing.assert_array_equal(snap, before)
 
@@ -188,7 +179,7 @@ def test_state_snapshot_under_array_api_strict():
     xps = pytest.importorskip("array_api_strict")
     rng = np.random.default_rng(10)
     H = BFGSInverseHessian(N, Backend.of(xps.asarray(np.zeros(1))))
-    s, y, sty = _pair(rng, N)
+    s, y, sty = pair(rng, N)
     H.update(xps.asarray(s), xps.asarray(y), sty, False)
     assert tuple(H.state().shape) == (N, N)
 
@@ -200,7 +191,7 @@ def test_blas_updates_write_the_lower_triangle_and_reads_see_the_whole_matrix():
     rng = np.random.default_rng(11)
     H = BFGSInverseHessian(N + 300, B)  # more than one symmetrization block
     for _ in range(3):
-        H.update(*_pair(rng, N + 300), False)
+        H.update(*pair(rng, N + 300), False)
     raw = H._H.copy()
     assert H._lower_only and not np.array_equal(raw, raw.T)
     V = rng.standard_normal((N + 300, 7))
@@ -230,7 +221,7 @@ def test_a_product_with_a_non_blas_operand_reads_the_whole_matrix():
     rng = np.random.default_rng(12)
     H = BFGSInverseHessian(N, B)
     for _ in range(3):
-        H.update(*_pair(rng, N), False)
+        H.update(*pair(rng, N), False)
     assert H._lower_only
     V = rng.standard_normal((N, 2)).astype(np.float32)
     got = H.apply(V)

@@ -11,21 +11,12 @@ from ncvx_ref.bfgs_kernels import RANK2_MIN_N
 from ncvx_ref.hessian import BFGSInverseHessian, LBFGSInverseHessian, damp
 from ncvx_ref.product_memo import MAX_IDLE_UPDATES, ProductMemo
 
+from full_bfgs_helpers import eigen_problem, pair
+
 B = Backend.of(np.zeros(1))
 N = RANK2_MIN_N
 
-
-@pytest.fixture(autouse=True)
-def _matrix_from_the_first_update(monkeypatch):
-    """These tests are about the n x n matrix updated in place: no rank-2 terms kept first
-    (tests/test_bfgs_factored.py covers those)."""
-    monkeypatch.setattr("ncvx_ref.hessian.term_capacity", lambda n: 0)
-
-
-def _pair(rng, n):
-    s = rng.standard_normal(n)
-    y = s + 0.3 * rng.standard_normal(n)
-    return s, y, float(s @ y)
+pytestmark = pytest.mark.usefixtures("matrix_from_the_first_update")  # the n x n matrix path
 
 
 class _Counting:
@@ -40,14 +31,14 @@ class _Counting:
 def test_memoized_products_follow_the_updates_and_are_reused():
     rng = np.random.default_rng(0)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     assert H.memoizes
     g, J = rng.standard_normal(N), rng.standard_normal((N, 3))
     count = _Counting(H)
     H._memo.products([g, J], count)
     assert count.calls == 2
     for _ in range(MAX_IDLE_UPDATES):
-        H.update(*_pair(rng, N), False)
+        H.update(*pair(rng, N), False)
         Hg, HJ = H._memo.products([g, J], count)
         assert count.calls == 2  # no pass over H: corrected in O(n)
         scale = np.abs(H.dense).max()
@@ -58,7 +49,7 @@ def test_memoized_products_follow_the_updates_and_are_reused():
 def test_an_array_rewritten_in_place_is_multiplied_again():
     rng = np.random.default_rng(1)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     g = rng.standard_normal(N)
     first = H.apply_each([g])[0].copy()
     g[3] += 1.0  # the same array object, new content (a user function reusing its buffer)
@@ -70,18 +61,18 @@ def test_an_array_rewritten_in_place_is_multiplied_again():
 def test_idle_entries_are_dropped():
     rng = np.random.default_rng(2)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     H.apply_each([rng.standard_normal(N)])
     assert len(H._memo) == 1
     for _ in range(MAX_IDLE_UPDATES + 1):
-        H.update(*_pair(rng, N), False)
+        H.update(*pair(rng, N), False)
     assert len(H._memo) == 0
 
 
 def test_below_the_rank2_size_nothing_is_memoized():
     rng = np.random.default_rng(3)
     H = BFGSInverseHessian(N - 1, B)
-    H.update(*_pair(rng, N - 1), False)
+    H.update(*pair(rng, N - 1), False)
     assert not H.memoizes and H.rayleigh_bound() is None
     g = rng.standard_normal(N - 1)
     np.testing.assert_array_equal(H.apply_each([g])[0], H.apply(g))
@@ -94,10 +85,10 @@ def test_a_user_H0_rescaled_at_the_first_update_forgets_its_products():
     rng = np.random.default_rng(4)
     A = rng.standard_normal((N, N)) / math.sqrt(N)
     H = BFGSInverseHessian(N, B, H0=A @ A.T + np.eye(N), scaleH0=True, H0_is_sparse=False)
-    H.update(*_pair(rng, N), False)  # in place from now on
+    H.update(*pair(rng, N), False)  # in place from now on
     g = rng.standard_normal(N)
     H.apply_each([g])
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     np.testing.assert_allclose(H.apply_each([g])[0], H.dense @ g, rtol=1e-11, atol=1e-11)
 
 
@@ -141,19 +132,6 @@ def test_damping_with_a_rayleigh_bound_decides_exactly_as_without(seed, delta, c
         assert not calls  # H s was not needed
 
 
-def _eigen_problem(n, seed=0):
-    rng = np.random.default_rng(seed)
-    G = rng.standard_normal((n, n))
-    A = (G + G.T) / (2 * math.sqrt(n))
-
-    def fun(x):
-        Ax = A @ x
-        return float(x @ Ax), 2 * Ax, None, None, np.array([x @ x - 1.0]), (2 * x)[:, None]
-
-    x0 = rng.standard_normal(n)
-    return fun, x0 / np.linalg.norm(x0), float(np.linalg.eigvalsh(A)[0])
-
-
 def test_solve_with_memoized_products_matches_the_plain_products(monkeypatch):
     """n >= RANK2_MIN_N: the steering and stationarity products come from the memo; the run
     must be the run without it, up to rounding, with fewer passes over H."""
@@ -167,7 +145,7 @@ def test_solve_with_memoized_products_matches_the_plain_products(monkeypatch):
         return product(H, V, **kwargs)
 
     monkeypatch.setattr(hessian, "symmetric_product", counted)
-    fun, x0, _ = _eigen_problem(N)
+    fun, x0, _ = eigen_problem(N)
     with_memo = ncvx_ref.solve(fun, x0, print_level=0, maxit=60)
     passes_memo, passes[:] = sum(passes), []
     monkeypatch.setattr(BFGSInverseHessian, "memoizes", property(lambda self: False))
@@ -204,7 +182,7 @@ def test_skipped_updates_age_the_entries_too():
     """A run of skipped updates (s'y <= 0) must not let the memo grow without bound."""
     rng = np.random.default_rng(9)
     H = BFGSInverseHessian(N, B)
-    H.update(*_pair(rng, N), False)
+    H.update(*pair(rng, N), False)
     for _ in range(10):
         H.apply_each([rng.standard_normal(N)])  # a new point's gradient every iteration
         s = rng.standard_normal(N)
