@@ -32,6 +32,7 @@ import numpy as np
 from scipy.linalg.lapack import dtrtrs as _trtrs
 
 from .backend import Backend, to_host
+from .product_memo import KeptPerArray
 from .thin_products import by_column, columnwise, columnwise_plus
 
 __all__ = ["CompactPairs", "COMPACT_MIN_N"]
@@ -78,7 +79,7 @@ class CompactPairs:
         self.backend = backend
         self._factors_gamma = None  # the γ of the cached small factors; None: none valid
         self._factors = None
-        self._known: dict = {}  # id(array) -> _KnownInnerProducts, see apply_each
+        self._known = KeptPerArray(backend, MAX_IDLE_PUSHES)  # -> _InnerRows, see apply_each
 
     def push(self, s: Array, y: Array, sty: float) -> Tuple[Array, Array]:
         """Store the newest pair (dropping the oldest when full); returns its stored rows."""
@@ -165,13 +166,12 @@ class CompactPairs:
 
     def _inner_kept(self, v: Array) -> np.ndarray:
         """:meth:`_inner` of ``v`` from the kept rows, the rows of newer pairs computed now."""
-        known = self._known.get(id(v))
-        if known is None or known.array is not v or not self._same_content(known.copy, v):
+        entry = self._known.get(v)
+        if entry is None:
             inner = self._inner(v)
-            self._known[id(v)] = _KnownInnerProducts(v, self.backend.xp.asarray(v, copy=True),
-                                                      inner, self.capacity)
+            self._known.put(v, _InnerRows(inner, self.capacity))
             return inner
-        known.idle = 0
+        known = entry.value
         for slot in self.slots:
             if not known.current[slot]:
                 rows = self.P[2 * slot: 2 * slot + 2, :]
@@ -180,20 +180,12 @@ class CompactPairs:
                 known.current[slot] = True
         return known.rows[: 2 * len(self.slots)]
 
-    def _same_content(self, copy: Array, v: Array) -> bool:
-        if isinstance(v, np.ndarray):
-            return bool(np.array_equal(copy, v))
-        return bool(self.backend.xp.all(copy == v))
-
     def _age_known(self, slot: int) -> None:
         """A pair was pushed into ``slot``: its rows of every kept array are out of date, and
         arrays idle for more than :data:`MAX_IDLE_PUSHES` pushes are dropped."""
-        for key in list(self._known):
-            known = self._known[key]
-            known.current[slot] = False
-            known.idle += 1
-            if known.idle > MAX_IDLE_PUSHES:
-                del self._known[key]
+        for entry in self._known.entries():
+            entry.value.current[slot] = False
+        self._known.age()
 
     def implicit(self, arrays: List[Array], gamma: float) -> "ImplicitProduct":
         """``H A`` for ``A`` the arrays side by side, without forming it (:class:`ImplicitProduct`);
@@ -285,18 +277,17 @@ class ImplicitProduct:
         return out
 
 
-class _KnownInnerProducts:
-    """An array's kept inner products with the stored pairs (rows in slot order, as ``P``)."""
+class _InnerRows:
+    """An array's kept inner products with the stored pairs (rows in slot order, as ``P``) and
+    which slots they are current for."""
 
-    __slots__ = ("array", "copy", "rows", "current", "idle")
+    __slots__ = ("rows", "current")
 
-    def __init__(self, array: Array, copy: Array, inner: np.ndarray, capacity: int) -> None:
-        self.array, self.copy = array, copy  # holding the array keeps its id unique
+    def __init__(self, inner: np.ndarray, capacity: int) -> None:
         self.rows = np.zeros((2 * capacity,) + inner.shape[1:])
         self.rows[: inner.shape[0]] = inner
         self.current = np.zeros(capacity, dtype=bool)
         self.current[: inner.shape[0] // 2] = True
-        self.idle = 0
 
 
 def _upper_solve(R: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:

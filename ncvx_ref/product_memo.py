@@ -10,8 +10,8 @@ date in ``O(n)`` per column::
 
     H_k v = H_{k-1} v + s (bᵀv) + b (sᵀv)
 
-:class:`ProductMemo` keeps such products keyed by the array object, and checks the array's
-content on every hit (a user function may hand back one buffer rewritten in place), so a hit
+:class:`ProductMemo` keeps such products keyed by the array object (:class:`KeptPerArray`,
+shared with compact L-BFGS's kept inner products), and checks the array's content on every hit (a user function may hand back one buffer rewritten in place), so a hit
 is always the product of the array as it is now.  The corrected product equals a fresh one up
 to rounding (a few ulps per update), which is why only the in-place rank-2 path (``n >=
 RANK2_MIN_N``, whose arithmetic already differs from the spec's elementwise form) uses it:
@@ -19,7 +19,7 @@ the reference cases keep GRANSO's arithmetic.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -35,11 +35,66 @@ def _blas_dot(a, b) -> float:
     return float(np.dot(a, b))
 
 
-class _Entry:
-    __slots__ = ("array", "copy", "product", "idle")
+class KeptPerArray:
+    """Values kept per array object across updates of ``H``, for arrays that come back.
 
-    def __init__(self, array: Array, copy: Array, product: Array) -> None:
-        self.array, self.copy, self.product, self.idle = array, copy, product, 0
+    An entry is found again only for the same array object with the same content: each entry
+    holds the array (so its ``id`` stays unique) and a private copy, and every lookup compares
+    the two (a user function may hand back one buffer rewritten in place).  :meth:`age` counts
+    one more update; an entry not looked up for more than ``max_idle`` updates is dropped, so
+    memory stays at about the arrays still in use.  Used by :class:`ProductMemo` (products
+    ``H v`` of full BFGS) and by compact L-BFGS (``lbfgs_compact``: inner products with the
+    stored pairs).
+    """
+
+    def __init__(self, backend, max_idle: int) -> None:
+        self._b = backend
+        self.max_idle = max_idle
+        self._entries: Dict[int, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _unchanged(self, e: "_Entry", v: Array) -> bool:
+        if isinstance(v, np.ndarray):
+            return bool(np.array_equal(e.copy, v))
+        return bool(self._b.xp.all(e.copy == v))
+
+    def get(self, v: Array) -> Optional["_Entry"]:
+        """The entry of ``v`` (its ``value`` may be updated in place), or None when ``v`` is
+        new or its content changed."""
+        e = self._entries.get(id(v))
+        if e is None or e.array is not v or not self._unchanged(e, v):
+            return None
+        e.idle = 0
+        return e
+
+    def put(self, v: Array, value: Any) -> None:
+        # a private copy of v: the content check needs v as it was
+        self._entries[id(v)] = _Entry(v, self._b.xp.asarray(v, copy=True), value)
+
+    def entries(self):
+        return self._entries.values()
+
+    def age(self) -> None:
+        """One more update (made or skipped): entries idle for too long are dropped."""
+        stale = []
+        for key, e in self._entries.items():
+            e.idle += 1
+            if e.idle > self.max_idle:
+                stale.append(key)
+        for key in stale:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class _Entry:
+    __slots__ = ("array", "copy", "value", "idle")
+
+    def __init__(self, array: Array, copy: Array, value: Any) -> None:
+        self.array, self.copy, self.value, self.idle = array, copy, value, 0
 
 
 class ProductMemo:
@@ -53,53 +108,39 @@ class ProductMemo:
 
     def __init__(self, backend) -> None:
         self._b = backend
-        self._entries: Dict[int, _Entry] = {}
+        self._kept = KeptPerArray(backend, MAX_IDLE_UPDATES)
 
     def __len__(self) -> int:
-        return len(self._entries)
-
-    def _unchanged(self, e: _Entry, v: Array) -> bool:
-        if self._b.host_f64:
-            return bool(np.array_equal(e.copy, v))
-        return bool(self._b.xp.all(e.copy == v))
+        return len(self._kept)
 
     def products(self, arrays: List[Array], compute: Callable[[Array], Array]) -> List[Array]:
-        xp = self._b.xp
         out = []
         for v in arrays:
-            e = self._entries.get(id(v))
-            if e is not None and e.array is v and self._unchanged(e, v):
-                e.idle = 0
-                out.append(e.product)
-                continue
-            hv = compute(v)
-            # a private copy of v: the content check needs v as it was
-            self._entries[id(v)] = _Entry(v, xp.asarray(v, copy=True), hv)
-            out.append(hv)
+            e = self._kept.get(v)
+            if e is None:
+                hv = compute(v)
+                self._kept.put(v, hv)
+                out.append(hv)
+            else:
+                out.append(e.value)
         return out
 
     def age(self) -> None:
         """One more update requested (made or skipped): entries idle for too long are dropped,
         so the memo cannot grow over a run of skipped updates either."""
-        stale = []
-        for key, e in self._entries.items():
-            e.idle += 1
-            if e.idle > MAX_IDLE_UPDATES:
-                stale.append(key)
-        for key in stale:
-            del self._entries[key]
+        self._kept.age()
 
     def rank2(self, s: Array, b: Array) -> None:
         """Follow ``H ← H + s bᵀ + b sᵀ``; entries idle for too long are dropped."""
         dot = _blas_dot if self._b.host_f64 else self._b.dot
         self.age()
-        for e in self._entries.values():
-            v, hv = e.copy, e.product
+        for e in self._kept.entries():
+            v, hv = e.copy, e.value
             # a new array (not +=): a product handed out earlier never changes under its holder
             if len(v.shape) == 1:
-                e.product = hv + (dot(b, v) * s + dot(s, v) * b)
+                e.value = hv + (dot(b, v) * s + dot(s, v) * b)
             else:
-                e.product = hv + (s[:, None] * (b @ v)[None, :] + b[:, None] * (s @ v)[None, :])
+                e.value = hv + (s[:, None] * (b @ v)[None, :] + b[:, None] * (s @ v)[None, :])
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._kept.clear()
