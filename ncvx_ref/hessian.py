@@ -307,8 +307,7 @@ class BFGSInverseHessian:
                 bound = float(xp.max(xp.abs(self._H)))
             out = self._H if self._owns_H else xp.asarray(self._H, copy=True)
         bound = bound + 2.0 * s_max * b_max
-        limit = bfgs_kernels.RANK2_EXACT_CHECK_FRACTION * float(xp.finfo(out.dtype).max)
-        checked = not bound < limit
+        checked = not bound < _overflow_limit(xp, out.dtype)
         if checked and out is self._H:
             out = xp.asarray(out, copy=True)  # a failed update must leave H as it was
         out = add_symmetric_rank2(out, s, b, kind)
@@ -334,8 +333,7 @@ class BFGSInverseHessian:
             self._in_place_kind = kind
         terms = self._terms
         bound = (abs(self._gamma_identity) if len(terms) == 0 else self._abs_bound) + 2.0 * sb_max
-        limit = bfgs_kernels.RANK2_EXACT_CHECK_FRACTION * float(self._b.xp.finfo(self._b.dtype).max)
-        if terms.full or not bound < limit:
+        if terms.full or not bound < _overflow_limit(self._b.xp, self._b.dtype):
             self._form_matrix()
             return False
         if len(terms) == 0:
@@ -345,6 +343,12 @@ class BFGSInverseHessian:
         terms.append(s, b)
         self._abs_bound = bound
         return True
+
+
+def _overflow_limit(xp, dtype) -> float:
+    """Past this bound on ``max|H_ij|`` an in-place update is checked entry by entry (and rank-2
+    terms are first formed into the matrix)."""
+    return bfgs_kernels.RANK2_EXACT_CHECK_FRACTION * float(xp.finfo(dtype).max)
 
 
 class LBFGSInverseHessian:
