@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from ncvx_ref.qp import small
 from ncvx_ref.qp.interface import BoxQP, QPSolverError
-from ncvx_ref.qp.polish import active_set_solve, default_tolerance, kkt_residual, polish
+from ncvx_ref.qp.polish import _Scales, active_set_solve, default_tolerance, kkt_residual, polish
 from ncvx_ref.qp.solvers import SOLVER_CLASSES, DAQPSolver, check_qp, closed_form
 from ncvx_ref.qp.default import (RecordingQPSolver, available_qp_solvers, default_qp_solver,
                                  get_qp_solver, load_qp_corpus)
@@ -531,3 +532,99 @@ def test_recording_solver_round_trip(tmp_path):
     assert np.array_equal(loaded[0].y, y1) and np.array_equal(loaded[1].qp.eq_coeffs, np.ones(2))
     assert loaded[1].qp.eq_rhs == 1.0 and loaded[1].qp.kind == "stationarity"
     assert loaded[2].y is None and "infeasible" in loaded[2].error
+
+
+# -- small QPs on Python floats (ncvx_ref.qp.small): the NumPy path's answers ------------------
+def _small(qps):
+    return qps.filter(lambda qp: qp.size <= small.SMALL_MAX_K)
+
+
+@HYP
+@given(qp=_small(st.one_of(steering_qps(), stationarity_qps())), data=st.data())
+def test_small_polish_gives_polish_answer_bit_for_bit(qp, data):
+    """Wherever the float path answers, its answer, residual and round count are polish's."""
+    y_lib, _ok, _status = DAQPSolver()._solve_raw(qp)
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    noise = data.draw(st.sampled_from([0.0, 1e-11, 1e-7, 1e-3]))
+    y0 = np.asarray(y_lib, dtype=np.float64) + noise * rng.standard_normal(qp.size)
+    scales = _Scales.of(qp)
+    fast = small.polish_first_round(qp, y0, None, scales)
+    ref = polish(qp, y0, scales=scales)
+    if fast is not None:
+        assert fast.certified and ref.certified
+        assert fast.y.tobytes() == ref.y.tobytes(), (fast.y, ref.y)
+        assert fast.residual == ref.residual and fast.rounds == ref.rounds
+        assert fast.initial_residual == ref.initial_residual
+
+
+def test_small_polish_answers_almost_every_solver_answer():
+    """The float path is the common path: it answers >= 90% of DAQP's answers on random QPs."""
+    rng = np.random.default_rng(7)
+    answered = 0
+    for _ in range(200):
+        k, n = int(rng.integers(1, 9)), int(rng.integers(1, 10))
+        C = rng.standard_normal((n, k))
+        qp = BoxQP(C.T @ C, rng.standard_normal(k), np.zeros(k), np.ones(k), kind="steering")
+        y0 = np.asarray(DAQPSolver()._solve_raw(qp)[0], dtype=np.float64)
+        answered += small.polish_first_round(qp, y0, None, _Scales.of(qp)) is not None
+    assert answered >= 180, answered
+
+
+@HYP
+@given(qp=_small(st.one_of(steering_qps(), stationarity_qps())), data=st.data())
+def test_small_scales_and_closed_forms_match_numpy(qp, data):
+    if data.draw(st.booleans()):  # a separable QP: the diagonal closed form applies
+        qp = BoxQP(np.diag(np.diag(qp.Q) * data.draw(st.sampled_from([0.0, 1.0]))), qp.q, qp.lb,
+                   qp.ub, kind=qp.kind)
+    if data.draw(st.booleans()):  # y = 0 may be exact
+        qp = BoxQP(qp.Q, np.abs(qp.q) * data.draw(st.sampled_from([0.0, 1.0])), qp.lb, qp.ub,
+                   qp.eq_coeffs, 0.0 if qp.eq_coeffs is not None else qp.eq_rhs, kind=qp.kind)
+    check_qp(qp)
+    scales = _Scales.of(qp)
+    assert small.checked_scales(qp) == scales
+    expected = closed_form(qp, scales=scales)
+    got = small.closed_form(qp, None, scales)
+    assert (got is None) == (expected is None)
+    if got is not None:
+        assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("qp, match", [
+    (BoxQP(np.array([[1.0, np.inf], [np.inf, 1.0]]), np.zeros(2), np.zeros(2), np.ones(2)),
+     "`Q` contains inf or NaN"),
+    (BoxQP(np.eye(2), np.zeros(2), np.array([0.0, -np.inf]), np.ones(2)), "`lb` contains inf"),
+    (BoxQP(np.eye(2), np.zeros(2), np.zeros(2), np.ones(2), np.array([1.0, np.nan]), 1.0),
+     "equality must have finite coefficients"),
+    (BoxQP(np.eye(2), np.zeros(2), np.zeros(2), np.ones(2), np.ones(3), 1.0),
+     "equality must have finite coefficients of shape"),
+    (BoxQP(np.eye(2), np.zeros(2), np.zeros(2), np.ones(2), np.ones(2), -1e-9),
+     "equality is infeasible"),
+])
+def test_small_checks_raise_check_qp_messages(qp, match):
+    with pytest.raises(QPSolverError, match=match):
+        check_qp(qp)
+    with pytest.raises(QPSolverError, match=match):
+        small.checked_scales(qp)
+
+
+def test_solver_answers_are_the_same_without_the_small_path(monkeypatch):
+    """Every QP of a short constrained run: the same answer with the float path switched off."""
+    from ncvx_ref import solve
+
+    J = np.array([[np.sqrt(2.0), 0.0], [0.0, 2.0]])
+
+    def nonsmooth_rosenbrock(x):
+        r = x[0] * x[0] - x[1]
+        s = 1.0 if r >= 0 else -1.0
+        f = 8.0 * abs(r) + (1.0 - x[0]) ** 2
+        g = np.array([16.0 * s * x[0] - 2.0 * (1.0 - x[0]), -8.0 * s])
+        return f, g, np.array([np.sqrt(2.0) * x[0] - 1.0, 2.0 * x[1] - 1.0]), J, None, None
+
+    rec = RecordingQPSolver()
+    solve(nonsmooth_rosenbrock, np.array([5.5, 5.5]), qp_solver=rec, mu0=100.0, print_level=0,
+          maxit=60)
+    assert len(rec.records) > 50 and all(r.qp.size <= small.SMALL_MAX_K for r in rec.records)
+    monkeypatch.setattr(small, "is_small", lambda qp: False)
+    plain = default_qp_solver()
+    for r in rec.records:
+        assert plain.solve(r.qp).tobytes() == r.y.tobytes()

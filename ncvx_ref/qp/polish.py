@@ -459,7 +459,7 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: Callable[[], K
     of equals); ``res_start()`` gives the residual of ``y_start``, needed only in that case.
     """
     a = qp.eq_coeffs
-    Q, q, lb, ub = qp.Q, qp.q, qp.lb, qp.ub
+    lb, ub = qp.lb, qp.ub
     s = sc.s
     y = y_start
     rounds: list[tuple[np.ndarray, KKTResidual]] = []
@@ -472,24 +472,7 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: Callable[[], K
         idx = free.nonzero()[0]
         d_null = None
         if idx.size:
-            Q_rows = Q.take(idx, 0)  # C-ordered, as Q[np.ix_(idx, idx)]: same BLAS kernels
-            Q_ff = Q_rows.take(idx, 1)
-            q_f = q.take(idx)
-            a_f = None if a is None else a.take(idx)
-            kkt = _ReducedKKT(Q_ff, a_f)
-            for refine in range(2):  # one Newton step plus one refinement step
-                g = Q_rows @ y + q_f
-                r_eq = 0.0
-                if a is not None:
-                    g = g + lam * a_f
-                    r_eq = float(np.dot(a, y)) - qp.eq_rhs
-                d, dlam, flat = kkt.step(g, r_eq)
-                if not (_count(np.isfinite(d)) == d.size and math.isfinite(dlam)):
-                    break
-                y[idx] += d
-                lam += dlam
-                if refine == 0:
-                    d_null = flat
+            lam, d_null = newton_on_free(qp, y, idx, lam)
         res = _residual(qp, y, lam if a is not None else None, sc)
         if res.total <= tol:
             return y, res, rnd
@@ -524,6 +507,36 @@ def _active_set_rounds(qp: BoxQP, y_start: np.ndarray, res_start: Callable[[], K
         if res.total < best_res.total:
             best_y, best_res = y, res
     return best_y, best_res, max_rounds
+
+
+def newton_on_free(qp: BoxQP, y: np.ndarray, idx: np.ndarray,
+                   lam: float) -> tuple[float, Optional[np.ndarray]]:
+    """Minimize the QP over the free variables ``idx`` with the others fixed, in place on ``y``.
+
+    One Newton step of the reduced KKT system (:class:`_ReducedKKT`) plus one refinement step;
+    a non-finite step is not taken.  Returns the updated equality multiplier and the first
+    step's component in the flat directions of the reduced ``Q`` (None where it has none).
+    """
+    a = qp.eq_coeffs
+    Q_rows = qp.Q.take(idx, 0)  # C-ordered, as Q[np.ix_(idx, idx)]: same BLAS kernels
+    q_f = qp.q.take(idx)
+    a_f = None if a is None else a.take(idx)
+    kkt = _ReducedKKT(Q_rows.take(idx, 1), a_f)
+    d_null = None
+    for refine in range(2):
+        g = Q_rows @ y + q_f
+        r_eq = 0.0
+        if a is not None:
+            g = g + lam * a_f
+            r_eq = float(np.dot(a, y)) - qp.eq_rhs
+        d, dlam, flat = kkt.step(g, r_eq)
+        if not (_count(np.isfinite(d)) == d.size and math.isfinite(dlam)):
+            break
+        y[idx] += d
+        lam += dlam
+        if refine == 0:
+            d_null = flat
+    return lam, d_null
 
 
 def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],

@@ -14,6 +14,10 @@ at most one equality) in the same four steps:
    is accepted even from a library that reported a failure, and an uncertified one from a
    library that reported success is returned unpolished.
 
+For ``k <= 8`` steps 1, 2 and polishing's common case run on Python floats
+(:mod:`ncvx_ref.qp.small`), with the same answers: NumPy's per-call overhead is most of the
+cost of so small a QP.
+
 Adapters hold no state between calls (no warm starts), so one QP always gets the same answer,
 bit for bit.  Libraries are imported on first use, so a missing optional library only fails
 the adapter that needs it.
@@ -25,6 +29,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import small
 from .interface import BoxQP, QPSolverError
 from .polish import _Scales, _residual, _zero_is_exact, default_tolerance, polish
 
@@ -148,10 +153,15 @@ class LibraryQPSolver:
         return f"{type(self).__name__}(polish={self.polish}, tol={self.tol})"
 
     def solve(self, qp: BoxQP) -> np.ndarray:
-        check_qp(qp)
         self.last_polish = None
-        scales = _Scales.of(qp)  # shared by the closed forms and polishing
-        y = closed_form(qp, self.tol, scales=scales)
+        tiny = small.is_small(qp)  # steps 1, 2 and polishing's common case on Python floats
+        if tiny:
+            scales = small.checked_scales(qp)
+            y = small.closed_form(qp, self.tol, scales)
+        else:
+            check_qp(qp)
+            scales = _Scales.of(qp)  # shared by the closed forms and polishing
+            y = closed_form(qp, self.tol, scales=scales)
         if y is not None:
             return y
         try:
@@ -167,7 +177,9 @@ class LibraryQPSolver:
             if not ok:
                 raise QPSolverError(f"{self.library} failed (status: {status}).")
             return y
-        out = polish(qp, y, tol=self.tol, scales=scales)
+        out = small.polish_first_round(qp, y, self.tol, scales) if tiny else None
+        if out is None:
+            out = polish(qp, y, tol=self.tol, scales=scales)
         self.last_polish = out
         if not ok and not out.certified:
             raise QPSolverError(f"{self.library} failed (status: {status}) and its answer could "
