@@ -628,3 +628,17 @@ def test_solver_answers_are_the_same_without_the_small_path(monkeypatch):
     plain = default_qp_solver()
     for r in rec.records:
         assert plain.solve(r.qp).tobytes() == r.y.tobytes()
+
+
+def test_small_closed_forms_keep_numpys_signed_zeros():
+    """Ties with a bound of the other zero sign: the float path returns NumPy's zero."""
+    lb = np.array([-0.0, 0.0, -1.0, -1.0, 0.0])
+    ub = np.array([1.0, 1.0, -0.0, 0.0, 1.0])
+    q = np.array([0.0, 0.0, 0.0, 0.0, -1.0])  # the last variable keeps y = 0 from being exact
+    for d in (np.array([0.0, 0.0, 0.0, 0.0, 1.0]), np.ones(5)):
+        qp = BoxQP(np.diag(d), q, lb, ub, kind="steering")
+        scales = _Scales.of(qp)
+        expected = closed_form(qp, scales=scales)
+        got = small.closed_form(qp, None, scales)
+        assert expected is not None and got is not None
+        assert got.tobytes() == expected.tobytes(), (got, expected)

@@ -35,6 +35,8 @@ __all__ = ["SMALL_MAX_K", "is_small", "checked_scales", "closed_form", "polish_f
 #: Above this many variables NumPy's vector calls cost less than Python loops over floats.
 SMALL_MAX_K = 8
 _ROUNDS = 6  # polish's default ``max_rounds``
+_isfinite = math.isfinite
+_INF = math.inf
 
 
 def is_small(qp: BoxQP) -> bool:
@@ -42,9 +44,6 @@ def is_small(qp: BoxQP) -> bool:
     q = qp.q
     return (isinstance(q, np.ndarray) and q.ndim == 1 and 0 < q.shape[0] <= SMALL_MAX_K
             and not qp.structured)
-
-_isfinite = math.isfinite
-_INF = math.inf
 
 
 def _abs_max(values: list) -> float:
@@ -102,7 +101,8 @@ def _checked_by_numpy(qp: BoxQP) -> _Scales:
 
 
 def _clip(x: float, lo: float, hi: float) -> float:
-    """``np.clip`` of one number (a tie returns the bound, as NumPy's clip does)."""
+    """``np.clip`` of one number between array bounds (a tie returns the bound, as it does:
+    the sign of a zero answer is NumPy's)."""
     x = x if x > lo else lo
     return x if x < hi else hi
 
