@@ -125,7 +125,8 @@ def _predicted_reduction(pt: PenaltyPoint, d: _Candidate, V: float, l1: bool,
     if pt.ci is not None:
         lin = pt.ci + d.JId(pt)
         if l1:  # the sum of max(lin, 0): negative entries zeroed (NaN kept), as clip(min=0) does
-            ineq = backend.sum(xp.where(lin < 0.0, xp.zeros_like(lin), lin))
+            zero = 0.0 if backend.host_f64 else xp.zeros_like(lin)
+            ineq = backend.sum(xp.where(lin < 0.0, zero, lin))
         else:
             ineq = max(backend.max(lin), 0.0)
     eq = 0.0
