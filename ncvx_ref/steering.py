@@ -71,7 +71,8 @@ class _SteeringQP:
             Q = to_host(self.C.T @ self.MC)
             self.Q = (Q + Q.T) / 2
         self.m_e = m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-        self.lb = np.concatenate([-np.ones(m_e), np.zeros(k - m_e)])
+        self.lb = np.zeros(k)
+        self.lb[:m_e] = -1.0  # equality multipliers in [-1, 1], inequality ones in [0, 1]
         self.ub = np.ones(k)
         self.backend = backend
 
