@@ -4,6 +4,7 @@
     python benchmarks/run.py                # issue 4's sizes; PyGRANSO skipped at giant sizes
     python benchmarks/run.py --full         # also PyGRANSO at the giant sizes (long, many GB)
     python benchmarks/run.py --only svm --profile svm_N1000   # a subset, with a cProfile
+    python benchmarks/run.py --rounds 3      # each case 3 times, solvers alternating
 
 Every problem's data and x0 are drawn once here and written to an .npz that every solver
 reads; every run happens in a fresh one-thread subprocess (PyGRANSO's in its own virtual
@@ -45,6 +46,10 @@ def parse_args(argv=None):
     ap.add_argument("--no-pygranso", action="store_true", help="skip PyGRANSO (no venv needed)")
     ap.add_argument("--no-conformance", action="store_true", help="skip the reference-case rows")
     ap.add_argument("--repeats", type=int, default=None, help="override every case's repeat count")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every case's solvers this many times, alternating (ours, peer, ours, "
+                         "peer, ...: the machine's slow phases then fall on both); each row is the "
+                         "round with the median wall time (default 1)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per worker process (default 600 quick, 3600 otherwise)")
     ap.add_argument("--max-solve-s", type=float, default=None,
@@ -131,6 +136,31 @@ def run_worker(jobs, python: str, out_dir: str, tag: str, timeout: float) -> lis
     return done
 
 
+def median_round(rows: list) -> dict:
+    """One row for a case and solver run in several rounds: the round with the median wall time.
+
+    The rounds of one case alternate between the solvers, so the ratio of two such rows
+    compares runs made in the same stretches of time.  Memory is the largest peak of the
+    rounds; ``deterministic`` requires every round to be deterministic and to end at the same
+    point.  ``round_walls_s`` keeps each round's wall time.  A case that failed in every round
+    keeps its first error row.
+    """
+    ok = [r for r in rows if "error" not in r]
+    if len(rows) == 1 or not ok:
+        return rows[0]
+    ok_sorted = sorted(ok, key=lambda r: r["wall_s"])
+    out = dict(ok_sorted[(len(ok_sorted) - 1) // 2])
+    out["round_walls_s"] = [r["wall_s"] for r in ok]
+    out["rounds"] = len(ok)
+    for key in ("peak_rss_mb", "solver_mb"):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        if values:
+            out[key] = max(values)
+    out["deterministic"] = (all(r["deterministic"] for r in ok)
+                            and len({r["x_sha"] for r in ok}) == 1)
+    return out
+
+
 def pygranso_ready(no_pygranso: bool) -> tuple:
     if no_pygranso:
         return False, "skipped (--no-pygranso)"
@@ -197,13 +227,16 @@ def main(argv=None) -> int:
                           profile=(solver == "ncvx_ref" and case.label in args.profile))
             (isolated.append(job) if case.isolated else batched.setdefault(solver, []).append(job))
 
-    rows = []
-    for i, job in enumerate(isolated):
-        py = VENV_PYTHON if job["solver"] == "pygranso" else sys.executable
-        tag = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{job['label']}-{job['solver']}")
-        res = run_worker([job], py, args.out, tag, args.timeout)[0]
-        rows.append(res)
-        print(report.progress_line(res, i + 1, len(isolated)), flush=True)
+    rounds: dict = {}
+    total = len(isolated) * args.rounds
+    for r in range(args.rounds):
+        for i, job in enumerate(isolated):
+            py = VENV_PYTHON if job["solver"] == "pygranso" else sys.executable
+            tag = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{job['label']}-{job['solver']}")
+            res = run_worker([job], py, args.out, tag, args.timeout)[0]
+            rounds.setdefault((job["label"], job["solver"]), []).append(res)
+            print(report.progress_line(res, r * len(isolated) + i + 1, total), flush=True)
+    rows = [median_round(rs) for rs in rounds.values()]
     for solver, jobs in batched.items():
         py = VENV_PYTHON if solver == "pygranso" else sys.executable
         res = run_worker(jobs, py, args.out, f"conformance-{solver}", args.timeout)
@@ -213,6 +246,7 @@ def main(argv=None) -> int:
 
     doc = report.build(rows, cases, refs, mode, environment(pg_version), have_pg)
     doc["meta"]["suite_wall_s"] = time.time() - t_start
+    doc["meta"]["rounds"] = args.rounds
     json_path = os.path.join(args.out, f"results-{mode}.json")
     with open(json_path, "w") as fh:
         json.dump(doc, fh, indent=1, default=str)

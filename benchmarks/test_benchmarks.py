@@ -163,3 +163,21 @@ def test_conformance_rows_cover_constrained_cases():
     from benchmarks.problems import load_instance
     inst = load_instance({"kind": "case", "case": cases[0].problem, "cases_dir": CASES, "label": "x"}, np)
     assert isinstance(inst, Instance) and inst.n_ineq + inst.n_eq > 0
+
+
+def test_median_round_picks_the_median_wall_and_keeps_the_worst_memory():
+    from benchmarks.run import median_round
+
+    def row(wall, peak, sha="a", det=True):
+        return {"label": "c", "solver": "ncvx_ref", "wall_s": wall, "peak_rss_mb": peak,
+                "solver_mb": peak - 50.0, "deterministic": det, "x_sha": sha, "ms_per_iter": wall}
+
+    rows = [row(3.0, 80.0), row(1.0, 90.0), row(2.0, 70.0)]
+    out = median_round(rows)
+    assert out["wall_s"] == 2.0 and out["ms_per_iter"] == 2.0 and out["rounds"] == 3
+    assert out["round_walls_s"] == [3.0, 1.0, 2.0]
+    assert out["peak_rss_mb"] == 90.0 and out["solver_mb"] == 40.0 and out["deterministic"]
+    assert not median_round([row(1.0, 80.0), row(2.0, 80.0, sha="b")])["deterministic"]
+    failed = {"label": "c", "solver": "ncvx_ref", "error": "timed out"}
+    assert median_round([failed, row(1.0, 80.0)])["wall_s"] == 1.0
+    assert median_round([failed, dict(failed)]) is failed
