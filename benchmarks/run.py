@@ -60,7 +60,10 @@ def parse_args(argv=None):
     ap.add_argument("--profile", action="append", default=[],
                     help="label to profile (ncvx_ref under cProfile; repeatable)")
     ap.add_argument("--no-plot", action="store_true")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
+    return args
 
 
 # ----------------------------------------------------------------------------- data and jobs
