@@ -8,6 +8,7 @@ PyGRANSO was not run, its figures from issue 4 are used and every such entry car
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Dict, List, Optional
 
 from benchmarks.suite import ISSUE_PYGRANSO
@@ -88,6 +89,11 @@ def _compare(case, ours: dict, peer: dict, source: str) -> dict:
          "peer_run_capped": capped}
     if source == "measured" and not capped:
         c["speedup_total"] = _ratio(peer["wall_s"], ours["wall_s"])
+    mine, theirs = ours.get("round_ms_per_iter"), peer.get("round_ms_per_iter")
+    if source == "measured" and mine and theirs and len(mine) == len(theirs) > 1:
+        # round r of both solvers ran back to back: a ratio per round, free of the drift
+        # between rounds
+        c["round_speedups_per_iter"] = [_ratio(p, o) for o, p in zip(mine, theirs)]
     # Memory: measured pairs compare the growth over the pre-solve RSS (interpreter, torch and
     # the problem data excluded); the issue's figures are whole-process peaks, so those compare
     # whole-process peaks.
@@ -203,6 +209,11 @@ def markdown(doc: dict) -> str:
               "|---|---|---|---|---|---|---|---|---|---|"]
     for c in doc["comparisons"]:
         note = "peer capped at few iterations: per-iteration figure only" if c["peer_run_capped"] else ""
+        per_round = [x for x in c.get("round_speedups_per_iter") or [] if x is not None]
+        if per_round:
+            note = (note + "; " if note else "") + (
+                f"per round: median {statistics.median(per_round):.2f}x, "
+                f"{min(per_round):.2f}-{max(per_round):.2f}x")
         lines.append(
             f"| {c['label']} | {c['peer']} | {c['source']} | {_g(c['speedup_per_iter'], '{:.2f}x')} | "
             f"{_g(c.get('speedup_total'), '{:.2f}x')} | {_g(c.get('memory_ratio'), '{:.2f}')} | "

@@ -145,8 +145,8 @@ def median_round(rows: list) -> dict:
     The rounds of one case alternate between the solvers, so the ratio of two such rows
     compares runs made in the same stretches of time.  Memory is the largest peak of the
     rounds; ``deterministic`` requires every round to be deterministic and to end at the same
-    point.  ``round_walls_s`` keeps each round's wall time.  A case that failed in every round
-    keeps its first error row.
+    point.  ``round_walls_s`` and ``round_ms_per_iter`` keep each round's figures (the report
+    pairs them round by round).  A case that failed in every round keeps its first error row.
     """
     ok = [r for r in rows if "error" not in r]
     if len(rows) == 1 or not ok:
@@ -154,6 +154,7 @@ def median_round(rows: list) -> dict:
     ok_sorted = sorted(ok, key=lambda r: r["wall_s"])
     out = dict(ok_sorted[(len(ok_sorted) - 1) // 2])
     out["round_walls_s"] = [r["wall_s"] for r in ok]
+    out["round_ms_per_iter"] = [r["ms_per_iter"] for r in ok]
     out["rounds"] = len(ok)
     for key in ("peak_rss_mb", "solver_mb"):
         values = [r[key] for r in ok if r.get(key) is not None]

@@ -175,9 +175,23 @@ def test_median_round_picks_the_median_wall_and_keeps_the_worst_memory():
     rows = [row(3.0, 80.0), row(1.0, 90.0), row(2.0, 70.0)]
     out = median_round(rows)
     assert out["wall_s"] == 2.0 and out["ms_per_iter"] == 2.0 and out["rounds"] == 3
-    assert out["round_walls_s"] == [3.0, 1.0, 2.0]
+    assert out["round_walls_s"] == [3.0, 1.0, 2.0] and out["round_ms_per_iter"] == [3.0, 1.0, 2.0]
     assert out["peak_rss_mb"] == 90.0 and out["solver_mb"] == 40.0 and out["deterministic"]
     assert not median_round([row(1.0, 80.0), row(2.0, 80.0, sha="b")])["deterministic"]
     failed = {"label": "c", "solver": "ncvx_ref", "error": "timed out"}
     assert median_round([failed, row(1.0, 80.0)])["wall_s"] == 1.0
     assert median_round([failed, dict(failed)]) is failed
+
+
+def test_report_pairs_rounds_of_ours_and_the_peer():
+    """With rounds, each round's ratio is ours and the peer's back-to-back runs of that round."""
+    case = suite.Case("c", "g", "bench", "nsrosen", {}, seed=0, solvers=("ncvx_ref", "pygranso"))
+    final = {"f_final": 0.0, "viol_final": 0.0}
+    ours = dict(final, solver="ncvx_ref", ms_per_iter=1.0, iters=10, wall_s=0.01,
+                round_ms_per_iter=[1.0, 2.0, 1.0])
+    peer = dict(final, solver="pygranso", ms_per_iter=10.0, iters=10, wall_s=0.1,
+                round_ms_per_iter=[8.0, 30.0, 12.0])
+    c = report._compare(case, ours, peer, "measured")
+    assert c["round_speedups_per_iter"] == [8.0, 15.0, 12.0]
+    assert "round_speedups_per_iter" not in report._compare(case, dict(ours, round_ms_per_iter=[1.0]),
+                                                             dict(peer, round_ms_per_iter=[8.0]), "measured")
