@@ -62,3 +62,22 @@ def test_float32_run_stays_float32():
     res = ncvx_ref.solve(ex2_32, x0, mu0=100, print_level=0, opt_tol=1e-4)
     assert res.final.x.dtype == np.float32
     assert abs(res.final.f - (1 - 2 ** -0.5) ** 2) < 1e-3
+
+
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+def test_torch_dot_is_array_api_vecdot_bit_for_bit(dtype_name):
+    """Backend.dot on torch skips array_api_compat's wrapper around vecdot's one matmul: the
+    same value, contiguous or strided, at every size."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+    from ncvx_ref.backend import Backend
+
+    dtype = getattr(torch, dtype_name)
+    backend = Backend.of(torch.zeros(3, dtype=dtype))
+    assert backend.torch_namespace
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 3, 17, 100, 4096, 100_000):
+        a = torch.randn(2 * n, dtype=dtype, generator=gen)[::2]  # a strided view
+        b = torch.randn(n, dtype=dtype, generator=gen)
+        assert backend.dot(a, b) == float(xp.vecdot(a, b))
+        assert backend.dot(b, b) == float(xp.vecdot(b, b))
