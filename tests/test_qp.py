@@ -642,3 +642,24 @@ def test_small_closed_forms_keep_numpys_signed_zeros():
         got = small.closed_form(qp, None, scales)
         assert expected is not None and got is not None
         assert got.tobytes() == expected.tobytes(), (got, expected)
+
+
+def test_small_polish_repair_rounds_match_polish():
+    """Answers off by 1e-4 need polish's repair rounds: the float path runs them, with polish's
+    answers, and covers most of them."""
+    rng = np.random.default_rng(11)
+    repaired = 0
+    for _ in range(150):
+        k, n = int(rng.integers(2, 9)), int(rng.integers(1, 10))
+        C = rng.standard_normal((n, k))
+        qp = BoxQP(C.T @ C, rng.standard_normal(k), -np.ones(k), np.ones(k), kind="steering")
+        y0 = np.asarray(DAQPSolver()._solve_raw(qp)[0], dtype=np.float64)
+        y0 = y0 + 1e-4 * rng.standard_normal(k)
+        scales = _Scales.of(qp)
+        fast = small.polish_first_round(qp, y0, None, scales)
+        if fast is None:
+            continue
+        ref = polish(qp, y0, scales=scales)
+        assert fast.y.tobytes() == ref.y.tobytes() and fast.rounds == ref.rounds
+        repaired += fast.rounds > 1
+    assert repaired >= 30, repaired

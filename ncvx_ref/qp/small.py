@@ -271,24 +271,9 @@ def polish_first_round(qp: BoxQP, y0: np.ndarray, tol: Optional[float],
         res = _float_residual(qp, y, yl, lbl, ubl, ql, al, lam if a is not None else None, sc)
         if res.total <= tol:
             break
-        # polish's repair: free variables beyond a bound become active at it, bounds with a
-        # wrong-sign multiplier are released.
         z = [(gi + qi) + (lam * si if a is not None else 0.0)
              for gi, qi, si in zip((Q @ y).tolist(), ql, shift)]
-        repaired = False
-        for i in range(k):
-            yi, li, ui = yl[i], lbl[i], ubl[i]
-            if not (at_lb[i] or at_ub[i]):
-                if yi < li:
-                    at_lb[i] = repaired = True
-                elif yi > ui:
-                    at_ub[i] = repaired = True
-                continue
-            if at_lb[i] and z[i] < -dual_tol and li < ui:
-                at_lb[i], repaired = False, True
-            if at_ub[i] and z[i] > dual_tol and li < ui:
-                at_ub[i], repaired = False, True
-        if not repaired:
+        if not _repair(yl, z, at_lb, at_ub, lbl, ubl, dual_tol):
             return None  # polish would step along a flat direction of Q
         current = np.minimum(np.maximum(y, lb), ub).tolist()
     else:
@@ -300,3 +285,23 @@ def polish_first_round(qp: BoxQP, y0: np.ndarray, tol: Optional[float],
         if not res.total <= tol:
             return None
     return PolishOutcome(y, True, res, initial_residual, rnd)
+
+
+def _repair(yl: list, z: list, at_lb: list, at_ub: list, lbl: list, ubl: list,
+            dual_tol: float) -> bool:
+    """polish's repair of the active set, in place: free variables beyond a bound become
+    active at it, bounds whose multiplier ``z_i`` has the wrong sign are released.  Returns
+    whether anything changed."""
+    repaired = False
+    for i, (yi, zi, li, ui) in enumerate(zip(yl, z, lbl, ubl)):
+        if not (at_lb[i] or at_ub[i]):
+            if yi < li:
+                at_lb[i] = repaired = True
+            elif yi > ui:
+                at_ub[i] = repaired = True
+            continue
+        if at_lb[i] and zi < -dual_tol and li < ui:
+            at_lb[i], repaired = False, True
+        if at_ub[i] and zi > dual_tol and li < ui:
+            at_ub[i], repaired = False, True
+    return repaired
