@@ -5,12 +5,25 @@ import math
 
 import numpy as np
 
+from ncvx_ref.hessian import SKIPPED_INFNAN
+
 
 def pair(rng, n):
     """An update pair with sᵀy > 0 (y a perturbed copy of s) and its sᵀy."""
     s = rng.standard_normal(n)
     y = s + 0.3 * rng.standard_normal(n)
     return s, y, float(s @ y)
+
+
+def update_then_skip_an_inf(H, rng, n):
+    """One update of ``H``, then one whose ``s`` holds an inf, which must be skipped; returns
+    ``H.state()`` from between the two (each caller checks what its path kept)."""
+    H.update(*pair(rng, n), False)
+    before = H.state()
+    s, y, sty = pair(rng, n)
+    s[3] = np.inf
+    assert H.update(s, y, sty, False) == SKIPPED_INFNAN
+    return before
 
 
 def eigen_problem(n, seed=0):

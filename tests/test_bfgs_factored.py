@@ -9,7 +9,7 @@ from ncvx_ref.bfgs_factored import RankTwoTerms, term_capacity
 from ncvx_ref.bfgs_kernels import RANK2_MIN_N
 from ncvx_ref.hessian import SKIPPED_INFNAN, BFGSInverseHessian
 
-from full_bfgs_helpers import eigen_problem, pair
+from full_bfgs_helpers import eigen_problem, pair, update_then_skip_an_inf
 
 B = Backend.of(np.zeros(1))
 N = RANK2_MIN_N
@@ -75,13 +75,8 @@ def test_reading_the_whole_matrix_forms_it_and_later_updates_go_in_place():
 
 
 def test_an_update_with_inf_is_skipped_and_keeps_the_terms():
-    rng = np.random.default_rng(4)
     H = BFGSInverseHessian(N, B)
-    H.update(*pair(rng, N), False)
-    before = H.state()
-    s, y, sty = pair(rng, N)
-    s[3] = np.inf
-    assert H.update(s, y, sty, False) == SKIPPED_INFNAN
+    before = update_then_skip_an_inf(H, np.random.default_rng(4), N)
     assert len(H._terms) == 1
     np.testing.assert_array_equal(H.state(), before)
 

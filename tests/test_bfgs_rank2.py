@@ -8,7 +8,7 @@ from ncvx_ref.backend import Backend
 from ncvx_ref.bfgs_kernels import RANK2_MIN_N, bfgs_matrix
 from ncvx_ref.hessian import SKIPPED_INFNAN, UPDATED, BFGSInverseHessian
 
-from full_bfgs_helpers import pair
+from full_bfgs_helpers import pair, update_then_skip_an_inf
 
 B = Backend.of(np.zeros(1))
 N = RANK2_MIN_N
@@ -58,13 +58,8 @@ def test_state_is_a_snapshot_and_metric_array_is_new_per_update():
 
 
 def test_rank2_update_with_inf_is_skipped_and_keeps_H():
-    rng = np.random.default_rng(2)
     H = BFGSInverseHessian(N, B)
-    H.update(*pair(rng, N), False)
-    before = H.state()
-    s, y, sty = pair(rng, N)
-    s[3] = np.inf
-    assert H.update(s, y, sty, False) == SKIPPED_INFNAN
+    before = update_then_skip_an_inf(H, np.random.default_rng(2), N)
     np.testing.assert_array_equal(H.dense, before)
 
 

@@ -183,17 +183,17 @@ def _eq_multiplier(qp: BoxQP, y: np.ndarray, yl: list, g: list, lbl: list, ubl: 
     return 0.0
 
 
+def _bound_violation(yl: list, lbl: list, ubl: list) -> float:
+    """``max(lb - y, y - ub)`` over all entries (negative inside the box), as polish reduces it."""
+    return max([max(li - yi, yi - ui) for yi, li, ui in zip(yl, lbl, ubl)])
+
+
 def _float_residual(qp: BoxQP, y: np.ndarray, yl: list, lbl: list, ubl: list, ql: list,
                     al: Optional[list], eq_multiplier: Optional[float],
                     sc: _Scales) -> KKTResidual:
     """:func:`~ncvx_ref.qp.polish._residual` of ``y`` (``yl`` its floats) on floats."""
     w = sc.w
-    primal = -_INF
-    for yi, li, ui in zip(yl, lbl, ubl):
-        v = li - yi if li - yi >= yi - ui else yi - ui
-        if v > primal:
-            primal = v
-    primal /= w
+    primal = _bound_violation(yl, lbl, ubl) / w
     if primal < 0.0:
         primal = 0.0
     g = (qp.Q @ y).tolist()
@@ -236,7 +236,7 @@ def polish_first_round(qp: BoxQP, y0: np.ndarray, tol: Optional[float],
     w = sc.w
     lbl, ubl, ql, y0l = lb.tolist(), ub.tolist(), qp.q.tolist(), y0.tolist()
     al = None if a is None else a.tolist()
-    primal0 = max([max(li - yi, yi - ui) for yi, li, ui in zip(y0l, lbl, ubl)]) / w
+    primal0 = _bound_violation(y0l, lbl, ubl) / w
     if a is not None and not primal0 > 0.0:
         primal0 = max(primal0, abs(float(np.dot(a, y0)) - qp.eq_rhs) / (w * sc.a))
     res0: list = [None]
