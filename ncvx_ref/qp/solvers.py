@@ -5,6 +5,8 @@ at most one equality) in the same four steps:
 
 1. :func:`check_qp` validates shapes, finiteness, ``lb <= ub`` and the equality's feasibility
    (an infeasible equality raises :class:`QPSolverError` before any library is called);
+   A QP whose equality has one nonzero coefficient fixes that variable: the others are
+   solved as a box QP, by these same steps (:mod:`ncvx_ref.qp.pinned`);
 2. :func:`closed_form` answers trivial QPs exactly (``y = 0`` when it is optimal, ``k = 1``,
    separable ``Q``), certified by the KKT residual;
 3. the library solves the QP with tight tolerances (``Q`` is PSD and often singular: each
@@ -31,6 +33,7 @@ import numpy as np
 
 from . import small
 from .interface import BoxQP, QPSolverError
+from .pinned import PinnedVariable
 from .polish import _Scales, _residual, _zero_is_exact, default_tolerance, polish
 
 _count = np.count_nonzero
@@ -157,9 +160,14 @@ class LibraryQPSolver:
         tiny = small.is_small(qp)  # steps 1, 2 and polishing's common case on Python floats
         if tiny:
             scales = small.checked_scales(qp)
-            y = small.closed_form(qp, self.tol, scales)
         else:
             check_qp(qp)
+        pinned = PinnedVariable.of(qp)  # an equality naming one variable fixes it
+        if pinned is not None:
+            return pinned.expand(self.solve(pinned.reduced))
+        if tiny:
+            y = small.closed_form(qp, self.tol, scales)
+        else:
             scales = _Scales.of(qp)  # shared by the closed forms and polishing
             y = closed_form(qp, self.tol, scales=scales)
         if y is not None:
