@@ -663,3 +663,63 @@ def test_small_polish_repair_rounds_match_polish():
         assert fast.y.tobytes() == ref.y.tobytes() and fast.rounds == ref.rounds
         repaired += fast.rounds > 1
     assert repaired >= 30, repaired
+
+
+@st.composite
+def vertex_prone_qps(draw):
+    """QPs of at most ``VERTEX_MAX_K`` variables whose answer is often a vertex of the box:
+    a large linear term, ``Q`` of any rank, some fixed variables."""
+    k = draw(st.integers(1, small.VERTEX_MAX_K))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    C = rng.standard_normal((draw(st.integers(1, 4)), k))
+    q = rng.standard_normal(k) * draw(st.sampled_from([0.3, 3.0, 100.0]))
+    lb = draw(st.sampled_from([np.zeros(k), -np.ones(k)]))
+    ub = np.ones(k)
+    if draw(st.booleans()):
+        lb = lb.copy()
+        lb[0] = ub[0]  # a fixed variable
+    return BoxQP(C.T @ C, q, lb, ub, kind="steering")
+
+
+@HYP
+@given(qp=vertex_prone_qps())
+def test_vertex_answer_is_polishs_answer_bit_for_bit(qp):
+    """Wherever the vertex path answers, the library's polished answer is the same bytes."""
+    scales = _Scales.of(qp)
+    got = small.vertex(qp, None, scales)
+    if got is None:
+        return
+    ref = polish(qp, np.asarray(DAQPSolver()._solve_raw(qp)[0], dtype=np.float64), scales=scales)
+    assert ref.certified and got.tobytes() == ref.y.tobytes(), (got, ref.y)
+    assert kkt_residual(qp, got).total == 0.0
+
+
+def test_vertex_path_answers_most_vertex_answers():
+    """Not vacuous: of 300 random QPs, the vertex path answers every one whose strictly
+    complementary answer is a vertex (at least a third of them here), with polish's bytes."""
+    rng = np.random.default_rng(3)
+    answered = at_vertex = 0
+    for _ in range(300):
+        k = int(rng.integers(1, small.VERTEX_MAX_K + 1))
+        C = rng.standard_normal((int(rng.integers(1, 4)), k))
+        qp = BoxQP(C.T @ C, 3.0 * rng.standard_normal(k), np.zeros(k), np.ones(k), kind="steering")
+        scales = _Scales.of(qp)
+        ref = polish(qp, np.asarray(DAQPSolver()._solve_raw(qp)[0], dtype=np.float64),
+                     scales=scales).y
+        z = qp.Q @ ref + qp.q
+        strict = np.all(((ref == 0.0) & (z > 1e-9)) | ((ref == 1.0) & (z < -1e-9)))
+        got = small.vertex(qp, None, scales)
+        at_vertex += bool(strict)
+        answered += got is not None
+        if strict:
+            assert got is not None and got.tobytes() == ref.tobytes()
+    assert answered == at_vertex >= 100, (answered, at_vertex)
+
+
+def test_vertex_path_declines_a_zero_multiplier():
+    """At (1, 0) the first multiplier is 0: not strictly complementary, left to the library."""
+    qp = BoxQP(np.eye(2), np.array([-1.0, 1.0]), np.zeros(2), np.ones(2), kind="steering")
+    assert small.vertex(qp, None, _Scales.of(qp)) is None
+    assert DAQPSolver().solve(qp).tolist() == [1.0, 0.0]
+    with_eq = BoxQP(np.eye(2), np.array([5.0, 5.0]), np.zeros(2), np.ones(2), np.ones(2), 0.0)
+    assert small.vertex(with_eq, None, _Scales.of(with_eq)) is None  # equalities: not this path

@@ -4,11 +4,13 @@ Every adapter solves the one QP shape of :class:`~ncvx_ref.qp.interface.BoxQP` (
 at most one equality) in the same four steps:
 
 1. :func:`check_qp` validates shapes, finiteness, ``lb <= ub`` and the equality's feasibility
-   (an infeasible equality raises :class:`QPSolverError` before any library is called);
+   (an infeasible equality raises :class:`QPSolverError` before any library is called).
    A QP whose equality has one nonzero coefficient fixes that variable: the others are
    solved as a box QP, by these same steps (:mod:`ncvx_ref.qp.pinned`);
 2. :func:`closed_form` answers trivial QPs exactly (``y = 0`` when it is optimal, ``k = 1``,
-   separable ``Q``), certified by the KKT residual;
+   separable ``Q``), certified by the KKT residual; for ``k <= 3`` without equality,
+   :func:`~ncvx_ref.qp.small.vertex` answers a QP whose answer is a vertex of the box with
+   strictly signed multipliers;
 3. the library solves the QP with tight tolerances (``Q`` is PSD and often singular: each
    adapter uses the library's own support for that, e.g. DAQP's proximal iterations);
 4. with ``polish=True`` (the default) :func:`~ncvx_ref.qp.polish.polish` makes the answer exact
@@ -167,6 +169,8 @@ class LibraryQPSolver:
             return pinned.expand(self.solve(pinned.reduced))
         if tiny:
             y = small.closed_form(qp, self.tol, scales)
+            if y is None:
+                y = small.vertex(qp, self.tol, scales)  # the unique answer at a vertex of the box
         else:
             scales = _Scales.of(qp)  # shared by the closed forms and polishing
             y = closed_form(qp, self.tol, scales=scales)
