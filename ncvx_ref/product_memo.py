@@ -56,8 +56,8 @@ class KeptPerArray:
         return len(self._entries)
 
     def _unchanged(self, e: "_Entry", v: Array) -> bool:
-        if isinstance(v, np.ndarray):
-            return bool(np.array_equal(e.copy, v))
+        if isinstance(v, np.ndarray):  # np.array_equal's values at half its cost for n ~ 1e3
+            return e.copy.shape == v.shape and bool((e.copy == v).all())
         return bool(self._b.xp.all(e.copy == v))
 
     def get(self, v: Array) -> Optional["_Entry"]:

@@ -58,6 +58,19 @@ def test_an_array_rewritten_in_place_is_multiplied_again():
     assert not np.allclose(again, first)
 
 
+def test_an_array_reshaped_in_place_is_multiplied_again():
+    """The same object with the same numbers in a new shape: a product of the new shape."""
+    rng = np.random.default_rng(1)
+    H = BFGSInverseHessian(N, B)
+    H.update(*pair(rng, N), False)
+    v = rng.standard_normal(N)
+    H.apply_each([v])
+    v.shape = (N, 1)
+    again = H.apply_each([v])[0]
+    assert again.shape == (N, 1)
+    np.testing.assert_allclose(again, H.apply(v), rtol=1e-14, atol=1e-14)
+
+
 def test_idle_entries_are_dropped():
     rng = np.random.default_rng(2)
     H = BFGSInverseHessian(N, B)
