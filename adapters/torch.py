@@ -1,7 +1,9 @@
 """PyTorch adapter: write ``f``, ``c_I``, ``c_E`` in torch; gradients come from ``torch.func``.
 
-The core runs on torch tensors (CPU or CUDA) through array-api-compat: ``x``, every
-gradient and every Jacobian stay on the variables' device, with no round trip through NumPy.
+On CUDA the core runs on torch tensors through array-api-compat: ``x``, every gradient and
+every Jacobian stay on the variables' device, with no round trip through NumPy.  On the CPU it
+runs on NumPy views of the same memory (``ncvx_ref/host_views.py``: nothing is copied, and the
+function sees torch tensors), for NumPy's lower per-operation cost.
 
 The user function returns ``f``, ``(f, ci)`` or ``(f, ci, ce)``; ``f`` a scalar tensor, each
 constraint group ``None``, one tensor of any shape, or a list/tuple/dict of tensors

@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 from .backend import Backend
 from .evaluator import PenaltyEvaluator, ProblemDefinitionError
 from .history import HistoryRecorder, IterationState
+from .host_views import TorchViews
 from .options import OptionError, Options
 from .result import Result
 from .solver import BfgsSqp, make_hessian
@@ -72,6 +73,9 @@ def solve(fun: Callable[[Array], Any], x0: Array, *, options: Optional[Options] 
     - ``fun``: ``x -> Evaluation`` (or the tuple ``(f, f_grad, ci, ci_grad, ce, ce_grad)``, None for an
       absent group); Jacobians are ``n x m`` with the constraint gradients as columns.
     - ``x0``: 1-D starting point; its namespace, dtype and device are those of the whole run.
+      (A CPU torch tensor runs the core on NumPy views of the same memory, for NumPy's
+      per-operation cost; the function, callbacks and result still see torch tensors:
+      ``ncvx_ref/host_views.py``.)
     - ``options``: an :class:`~ncvx_ref.Options`; ``option_kwargs`` (GRANSO names) override its fields.
     - ``qp_solver``: a QP solver name (``"daqp"``, ...) or object with ``solve(BoxQP)``; default: see
       ``ncvx_ref.qp.default``.
@@ -93,7 +97,13 @@ def solve(fun: Callable[[Array], Any], x0: Array, *, options: Optional[Options] 
     if not isinstance(options, Options):
         raise OptionError(f"options must be an ncvx_ref.Options, got {type(options).__name__} "
                           "(use Options(**dict) or Options.from_granso(struct))")
-    backend = _check_x0(x0)
+    _check_x0(x0)
+    views = TorchViews.of(x0)  # a CPU torch run: the core on NumPy views (host_views.py)
+    if views is not None:
+        fun, callback = views.function(fun), views.callback(callback)
+        x0, H0 = views.to_core(x0), views.to_core(H0)
+        limited_mem_warm_start = views.to_core(limited_mem_warm_start)
+    backend = Backend.of(x0)
     n = int(x0.shape[0])
     H0_arr, H0_sparse = _check_H0(H0, n, options, backend)
     from .qp.default import get_qp_solver  # the QP layer is chosen at call time, not import time
@@ -120,11 +130,16 @@ def solve(fun: Callable[[Array], Any], x0: Array, *, options: Optional[Options] 
     try:
         result = run.run()
     except KeyboardInterrupt as exc:
-        if recorder is not None and getattr(exc, "ncvx_result", None) is not None:
-            exc.ncvx_result = dataclasses.replace(exc.ncvx_result, history=recorder.entries)
+        partial = getattr(exc, "ncvx_result", None)
+        if partial is not None:
+            if recorder is not None:
+                partial = dataclasses.replace(partial, history=recorder.entries)
+            exc.ncvx_result = partial if views is None else views.result(partial)
         raise
     if recorder is not None:
         result = dataclasses.replace(result, history=recorder.entries)
+    if views is not None:
+        result = views.result(result)
     if printer is not None:
         printer.finish(result)
     return result
