@@ -1,4 +1,7 @@
-"""Time per iteration of the large-n Hessian paths on torch CUDA against torch CPU (device check).
+"""Time per iteration of the large-n Hessian paths on torch CUDA against the CPU (device check).
+
+On ``cpu`` the tensors run the core on NumPy views of their memory (``ncvx_ref/host_views.py``),
+so the CPU figures are the NumPy core's.
 
 The L-BFGS benchmark problem (``benchmarks/problems.py``'s ``l1_two_ineq``) with L-BFGS (10
 pairs, compact form) at n = 1e6 and with full BFGS at n = 8000, each for a few iterations on
