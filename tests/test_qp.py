@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ncvx_ref.qp import small
 from ncvx_ref.qp.interface import BoxQP, QPSolverError
 from ncvx_ref.qp.polish import _Scales, active_set_solve, default_tolerance, kkt_residual, polish
-from ncvx_ref.qp.solvers import SOLVER_CLASSES, DAQPSolver, check_qp, closed_form
+from ncvx_ref.qp.solvers import SOLVER_CLASSES, DAQPSolver, PIQPSolver, check_qp, closed_form
 from ncvx_ref.qp.default import (RecordingQPSolver, available_qp_solvers, default_qp_solver,
                                  get_qp_solver, load_qp_corpus)
 
@@ -723,3 +723,34 @@ def test_vertex_path_declines_a_zero_multiplier():
     assert DAQPSolver().solve(qp).tolist() == [1.0, 0.0]
     with_eq = BoxQP(np.eye(2), np.array([5.0, 5.0]), np.zeros(2), np.ones(2), np.ones(2), 0.0)
     assert small.vertex(with_eq, None, _Scales.of(with_eq)) is None  # equalities: not this path
+
+
+def _nontrivial_qp(k: int = 12, seed: int = 4) -> BoxQP:
+    """A dense QP of ``k > 8`` variables with a coupled ``Q``: no closed form answers it."""
+    rng = np.random.default_rng(seed)
+    C = rng.standard_normal((k + 2, k))
+    return BoxQP(C.T @ C, 3.0 * rng.standard_normal(k), np.zeros(k), np.ones(k), kind="steering")
+
+
+def test_daqp_iteration_limit_as_failure_hands_the_qp_on():
+    """With ``limit_is_failure`` DAQP's iteration limit is a QP failure, so the size switch's
+    fallback (PIQP) answers, bit for bit as PIQP alone; without it the stopped answer is
+    polished as before."""
+    from ncvx_ref.qp.size_switch import SizeSwitchedQPSolver
+
+    qp = _nontrivial_qp()
+    with pytest.raises(QPSolverError, match="iteration limit"):
+        DAQPSolver(iter_limit=1, limit_is_failure=True).solve(qp)
+    _check_kkt(qp, DAQPSolver(iter_limit=1).solve(qp), "daqp stopped at its limit, polished")
+    switched = SizeSwitchedQPSolver(DAQPSolver(iter_limit=1, limit_is_failure=True), PIQPSolver())
+    assert switched.solve(qp).tobytes() == PIQPSolver().solve(qp).tobytes()
+    roomy = SizeSwitchedQPSolver(DAQPSolver(iter_limit=1000, limit_is_failure=True), PIQPSolver())
+    assert roomy.solve(qp).tobytes() == DAQPSolver().solve(qp).tobytes()  # within the limit
+
+
+def test_default_solver_gives_daqp_a_limit_then_piqp():
+    from ncvx_ref.qp.default import DAQP_ITERATIONS_BEFORE_PIQP
+
+    dense = default_qp_solver().dense
+    assert isinstance(dense.small, DAQPSolver) and isinstance(dense.large, PIQPSolver)
+    assert dense.small.iter_limit == DAQP_ITERATIONS_BEFORE_PIQP and dense.small.limit_is_failure

@@ -24,15 +24,25 @@ __all__ = ["DEFAULT_QP_SOLVER", "default_qp_solver", "get_qp_solver", "available
 DEFAULT_QP_SOLVER = "daqp+piqp"
 
 
+#: the default solver's DAQP iterations before the QP goes to PIQP (docs/qp_solvers.md)
+DAQP_ITERATIONS_BEFORE_PIQP = 1000
+
+
 def default_qp_solver() -> QPSolver:
     """A fresh instance of the default QP solver: DAQP for small dense QPs and PIQP (both
     polished) for larger ones (:class:`~ncvx_ref.qp.size_switch.SizeSwitchedQPSolver`), and the
     lifted path (:class:`~ncvx_ref.qp.lifted.LiftedQPSolver`) for structured ones.
 
+    DAQP gives up after :data:`DAQP_ITERATIONS_BEFORE_PIQP` iterations and PIQP takes the QP:
+    on the 2629 QPs with ``8 < k <= 64`` of the reference runs, the 7% that need more are 82% of
+    DAQP's time (its proximal iterations crawl on ill-conditioned and rank-deficient ``Q``),
+    and PIQP answers them in a fraction of it (all 2629: 5.4 s -> 3.0 s, all certified).
+
     A solver given by name (``qp_solver="piqp"``) does not ask for structured QPs, so it keeps
     every QP on the dense path.
     """
-    return LiftedQPSolver(dense=SizeSwitchedQPSolver(DAQPSolver(), PIQPSolver()), name=DEFAULT_QP_SOLVER)
+    daqp = DAQPSolver(iter_limit=DAQP_ITERATIONS_BEFORE_PIQP, limit_is_failure=True)
+    return LiftedQPSolver(dense=SizeSwitchedQPSolver(daqp, PIQPSolver()), name=DEFAULT_QP_SOLVER)
 
 
 def available_qp_solvers() -> list[str]:

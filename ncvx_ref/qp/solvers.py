@@ -202,6 +202,9 @@ class LibraryQPSolver:
         raise NotImplementedError
 
 
+_DAQP_ITERATION_LIMIT = -4  # DAQP's exit flag when iter_limit is reached
+
+
 class DAQPSolver(LibraryQPSolver):
     """DAQP: exact dual active-set method; singular ``Q`` through its proximal-point iterations.
 
@@ -211,16 +214,20 @@ class DAQPSolver(LibraryQPSolver):
     reference runs keep every termination code and conformance figure (3 qp_ineq runs change
     after their documented tie at iteration 1) and take 14% less time; 2,000 and 5,000 each
     lost a termination code (docs/qp_solvers.md).  A run stopped at the limit is polished like
-    any other answer.
+    any other answer, unless ``limit_is_failure``: then reaching the limit raises
+    :class:`QPSolverError`, so that a fallback solver takes the QP (the default solver:
+    DAQP up to 1,000 iterations, then PIQP; see :func:`~ncvx_ref.qp.default.default_qp_solver`).
     """
 
     library = "daqp"
 
     def __init__(self, *, polish: bool = True, tol: Optional[float] = None,
-                 eps_prox: float = 1e-6, iter_limit: int = 20000) -> None:
+                 eps_prox: float = 1e-6, iter_limit: int = 20000,
+                 limit_is_failure: bool = False) -> None:
         super().__init__(polish=polish, tol=tol)
         self.eps_prox = eps_prox
         self.iter_limit = int(iter_limit)
+        self.limit_is_failure = bool(limit_is_failure)
 
     def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:
         daqp = _import("daqp", self.library)
@@ -240,6 +247,8 @@ class DAQPSolver(LibraryQPSolver):
         y, _fval, flag, _info = daqp.solve(Q, qp.q.copy(), A, bu, bl, sense,
                                            eps_prox=self.eps_prox, primal_tol=1e-12,
                                            dual_tol=1e-12, iter_limit=self.iter_limit)
+        if flag == _DAQP_ITERATION_LIMIT and self.limit_is_failure:
+            raise QPSolverError(f"daqp reached its iteration limit ({self.iter_limit})")
         return np.asarray(y), flag in (1, 2), f"exitflag {flag}"
 
 
