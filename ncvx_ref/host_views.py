@@ -21,6 +21,7 @@ runs CPU tensors through the torch core as well (tests use it to keep that path 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -39,7 +40,6 @@ def _is_tensor(a) -> bool:
 
 
 def _torch():
-    import sys
     return sys.modules.get("torch")  # never imported here: a tensor exists only if torch is
 
 
@@ -81,9 +81,14 @@ class TorchViews:
         return on_views
 
     def _output(self, a, name: str, scalar: bool = False):
-        """One output of the user's function as the core's NumPy view, or the reason it cannot be."""
-        if a is None or (scalar and isinstance(a, (int, float))):
+        """One output of the user's function as the core's NumPy view, or the reason it cannot be.
+
+        The objective (``scalar``) is only read as a number, as the core reads it on any
+        backend: a tensor of any dtype or device, a Python or NumPy number."""
+        if a is None:
             return a
+        if scalar:
+            return a.detach().cpu().numpy() if _is_tensor(a) else a
         if not _is_tensor(a):
             if not hasattr(a, "shape"):
                 return a  # not an array at all: the core's checks say what is wrong

@@ -90,6 +90,18 @@ def test_outputs_of_another_namespace_or_dtype_are_named(bad, match):
         ncvx_ref.solve(fun, torch.tensor([5.5, 5.5], dtype=torch.float64), print_level=0)
 
 
+@pytest.mark.parametrize("as_number", [float, np.float64, lambda f: f.to(torch.float32)])
+def test_the_objective_is_read_as_a_number(views_enabled, as_number):
+    """As on every backend, f may be a Python or NumPy number or a tensor of another dtype."""
+    def fun(x):
+        ev = ex2_xp(x)
+        return ncvx_ref.Evaluation(as_number(ev.f), ev.f_grad, ev.ci, ev.ci_grad)
+
+    res = ncvx_ref.solve(fun, torch.tensor([5.5, 5.5], dtype=torch.float64), mu0=100,
+                         print_level=0, maxit=10)
+    assert res.iters == 10 and isinstance(res.x, torch.Tensor)
+
+
 def test_tensor_H0_and_warm_start_from_a_torch_result(views_enabled):
     x0 = torch.tensor([1.0, 0.5, -0.3, 0.2], dtype=torch.float64)
     first = ncvx_ref.solve(quadratic_eq_xp, x0, maxit=5, print_level=0,
