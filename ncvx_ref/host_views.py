@@ -4,8 +4,8 @@ A CPU torch tensor and a NumPy array can share their memory (``Tensor.numpy()``,
 ``torch.from_numpy``), so nothing is copied either way.  On small problems the core's cost is
 per operation, and torch's is several times NumPy's (2-3 µs on a 2-element tensor, plus
 array-api-compat's wrappers): on the nonsmooth Rosenbrock example the core took 1.68 ms per
-iteration on torch tensors against 0.72 on NumPy arrays.  So a run whose ``x0`` is a CPU torch
-tensor (any real dtype) runs the core on NumPy views, and everything the user sees stays torch:
+iteration on torch tensors against 0.72 on NumPy arrays.  So a run whose ``x0`` is a float64 or
+float32 CPU torch tensor runs the core on NumPy views, and everything the user sees stays torch:
 
 - the user's function receives ``x`` as a torch tensor (a view of the core's array) and returns
   torch tensors, checked here as the core checks arrays of its own namespace (type, dtype,
@@ -52,8 +52,11 @@ class TorchViews:
     @classmethod
     def of(cls, x0) -> Optional["TorchViews"]:
         """The views of a run from ``x0``, or None when the core should run on ``x0`` as it is."""
-        if not ENABLED or not _is_tensor(x0) or x0.device.type != "cpu" or x0.is_complex():
+        if not ENABLED or not _is_tensor(x0) or x0.device.type != "cpu":
             return None
+        torch = _torch()
+        if x0.dtype not in (torch.float64, torch.float32):
+            return None  # e.g. bfloat16, which NumPy has no dtype for: the core stays on torch
         return cls(x0)
 
     # -- into the core -----------------------------------------------------------------------

@@ -144,3 +144,9 @@ def test_deferred_H_final_is_formed_on_read_as_torch(monkeypatch):
     H = res.H_final
     assert isinstance(H, torch.Tensor) and H.shape == (n, n)
     assert not isinstance(res.__dict__["_H_final"], Deferred)
+
+
+def test_dtypes_numpy_lacks_keep_the_torch_core():
+    assert host_views.TorchViews.of(torch.zeros(3, dtype=torch.bfloat16)) is None
+    assert host_views.TorchViews.of(torch.zeros(3, dtype=torch.float32)) is not None
+    assert host_views.TorchViews.of(np.zeros(3)) is None
