@@ -198,12 +198,15 @@ def test_matrix_reference_is_feasible(mat_solution):
 def test_matrix_same_solution(mat_solution, adapter):
     """Full runs reach the reference's answer (the problem is convex with a unique minimizer).
 
-    The reference ends as GRANSO often does, with code 6 (line search failure at a feasible
-    point) after 49 iterations; the torch and JAX runs certify stationarity (code 0) after 38.
-    The termination event is not comparable: once the constraints are met to rounding level the
-    runs part at the l1 penalty's kink (see above).  So each run must end at a feasible point
-    with code 6 or with a *certified* code 0 (stationarity measure <= opt_tol), at the reference's
-    point to 1e-4 and its objective to 1e-8 (first-order insensitivity at a minimizer).
+    On this project's machine the reference ends as GRANSO often does, with code 6 (line search
+    failure at a feasible point), and the torch and JAX runs certify stationarity (code 0);
+    on the device's Intel Xeon the reference itself ends with a
+    certified code 0 (ninth session).  The termination event is not comparable: once the
+    constraints are met to rounding level the runs part at the l1 penalty's kink (see above).
+    So every run, the reference included, must end at a feasible point with code 6 or with a
+    *certified* code 0 (stationarity measure <= opt_tol), and the adapters' runs at the
+    reference's point to 1e-4 and its objective to 1e-8 (first-order insensitivity at a
+    minimizer).
     """
     if adapter == "torch":
         x0 = {"W": torch.tensor(W0, dtype=torch.float64), "b": torch.tensor(B0, dtype=torch.float64)}
@@ -211,11 +214,11 @@ def test_matrix_same_solution(mat_solution, adapter):
     else:
         sol = jax_adapter.solve(mat_autodiff(jnp), {"W": jnp.asarray(W0), "b": jnp.asarray(B0)},
                                 print_level=0)
-    assert sol.result.final.feasible_to_tol
-    assert mat_solution.result.termination_code == 6
-    assert sol.result.termination_code in (0, 6)
-    if sol.result.termination_code == 0:
-        assert sol.result.stat_value <= 1e-8  # the default opt_tol: the certificate holds
+    for res in (mat_solution.result, sol.result):
+        assert res.final.feasible_to_tol
+        assert res.termination_code in (0, 6)
+        if res.termination_code == 0:
+            assert res.stat_value <= 1e-8  # the default opt_tol: the certificate holds
     for k in ("W", "b"):
         np.testing.assert_allclose(np.asarray(sol.x[k]), mat_solution.x[k], atol=1e-4)
     assert sol.fun == pytest.approx(mat_solution.fun, rel=1e-8)
