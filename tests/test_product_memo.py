@@ -1,5 +1,6 @@
 """Large-n product paths: H v kept current through rank-2 updates (ncvx_ref.product_memo), what uses them, and the column-major gradient matrix they multiply."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -65,7 +66,9 @@ def test_an_array_reshaped_in_place_is_multiplied_again():
     H.update(*pair(rng, N), False)
     v = rng.standard_normal(N)
     H.apply_each([v])
-    v.shape = (N, 1)
+    with warnings.catch_warnings():  # deprecated from NumPy 2.5 on, still legal
+        warnings.simplefilter("ignore", DeprecationWarning)
+        v.shape = (N, 1)
     again = H.apply_each([v])[0]
     assert again.shape == (N, 1)
     np.testing.assert_allclose(again, H.apply(v), rtol=1e-14, atol=1e-14)
