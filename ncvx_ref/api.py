@@ -97,13 +97,13 @@ def solve(fun: Callable[[Array], Any], x0: Array, *, options: Optional[Options] 
     if not isinstance(options, Options):
         raise OptionError(f"options must be an ncvx_ref.Options, got {type(options).__name__} "
                           "(use Options(**dict) or Options.from_granso(struct))")
-    _check_x0(x0)
+    backend = _check_x0(x0)
     views = TorchViews.of(x0)  # a CPU torch run: the core on NumPy views (host_views.py)
     if views is not None:
         fun, callback = views.function(fun), views.callback(callback)
         x0, H0 = views.to_core(x0), views.to_core(H0)
         limited_mem_warm_start = views.to_core(limited_mem_warm_start)
-    backend = Backend.of(x0)
+        backend = Backend.of(x0)
     n = int(x0.shape[0])
     H0_arr, H0_sparse = _check_H0(H0, n, options, backend)
     from .qp.default import get_qp_solver  # the QP layer is chosen at call time, not import time

@@ -27,6 +27,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .evaluation import Evaluation
+from .evaluator import ProblemDefinitionError, as_evaluation
+from .result import Deferred
 
 Array = Any
 
@@ -71,12 +73,8 @@ class TorchViews:
 
     def function(self, fun: Callable) -> Callable:
         """``fun`` on NumPy views: torch ``x`` in, its torch outputs checked and viewed as NumPy."""
-        from .evaluator import as_evaluation
-
-        torch = _torch()
-
         def on_views(x: np.ndarray) -> Evaluation:
-            ev = as_evaluation(fun(torch.from_numpy(x if x.flags.writeable else x.copy())))
+            ev = as_evaluation(fun(self.to_user(x)))
             return Evaluation(self._output(ev.f, "f", scalar=True), self._output(ev.f_grad, "f_grad"),
                               self._output(ev.ci, "ci"), self._output(ev.ci_grad, "ci_grad"),
                               self._output(ev.ce, "ce"), self._output(ev.ce_grad, "ce_grad"))
@@ -95,15 +93,13 @@ class TorchViews:
         if not _is_tensor(a):
             if not hasattr(a, "shape"):
                 return a  # not an array at all: the core's checks say what is wrong
-            from .evaluator import ProblemDefinitionError
             raise ProblemDefinitionError(
                 f"{name} is a {type(a).__module__.split('.')[0]} array but x0 is a torch tensor: "
                 "return arrays of x's namespace (use an adapter from ncvx_ref.adapters to convert)")
-        if a.dtype != self.dtype or a.device.type != "cpu":
-            from .evaluator import ProblemDefinitionError
-            if a.device.type != "cpu":
-                raise ProblemDefinitionError(f"{name} is on device {a.device} but x0 is on cpu: keep "
-                                             "every array on x's device")
+        if a.device.type != "cpu":
+            raise ProblemDefinitionError(f"{name} is on device {a.device} but x0 is on cpu: keep "
+                                         "every array on x's device")
+        if a.dtype != self.dtype:
             raise ProblemDefinitionError(f"{name} has dtype {a.dtype} but x0 has dtype {self.dtype}: "
                                          "return arrays of x's dtype")
         return a.detach().numpy()
@@ -117,7 +113,7 @@ class TorchViews:
     # -- out to the user ---------------------------------------------------------------------
     @staticmethod
     def to_user(a):
-        """NumPy arrays (inside dicts, lists, tuples and the result dataclasses) as torch views."""
+        """NumPy arrays (also inside dicts, lists and tuples) as torch views of their memory."""
         if isinstance(a, np.ndarray):
             return _torch().from_numpy(a if a.flags.writeable else a.copy())
         if isinstance(a, dict):
@@ -145,12 +141,9 @@ class TorchViews:
 
     def result(self, result):
         """The run's :class:`~ncvx_ref.result.Result` with torch views of every array but the
-        history (NumPy copies, as on every backend); ``H_final`` still formed on first read."""
-        from .result import Deferred
-
-        H = result.__dict__["_H_final"]
-        H = Deferred(lambda form=H.form: self.to_user(form())) if isinstance(H, Deferred) \
-            else self.to_user(H)
+        history (NumPy copies, as on every backend); ``H_final`` is converted when first read,
+        so a core result that forms it on first read still does (and only then)."""
+        H = Deferred(lambda: self.to_user(result.H_final))
         points = {name: self.point(getattr(result, name))
                   for name in ("final", "best", "most_feasible", "final_unscaled", "best_unscaled",
                                "most_feasible_unscaled")}

@@ -11,8 +11,9 @@ date in ``O(n)`` per column::
     H_k v = H_{k-1} v + s (bᵀv) + b (sᵀv)
 
 :class:`ProductMemo` keeps such products keyed by the array object (:class:`KeptPerArray`,
-shared with compact L-BFGS's kept inner products), and checks the array's content on every hit (a user function may hand back one buffer rewritten in place), so a hit
-is always the product of the array as it is now.  The corrected product equals a fresh one up
+shared with compact L-BFGS's kept inner products), and checks the array's content on every
+hit (a user function may hand back one buffer rewritten in place), so a hit is always the
+product of the array as it is now.  The corrected product equals a fresh one up
 to rounding (a few ulps per update), which is why only the in-place rank-2 path (``n >=
 RANK2_MIN_N``, whose arithmetic already differs from the spec's elementwise form) uses it:
 the reference cases keep GRANSO's arithmetic.

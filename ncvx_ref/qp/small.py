@@ -19,7 +19,7 @@ Elementwise IEEE operations give the same result in Python as in a NumPy ufunc, 
 and counts are exact, so those move to floats; everything whose rounding depends on a BLAS or
 LAPACK kernel (``Q @ y``, dot products, the reduced KKT solve of
 :func:`~ncvx_ref.qp.polish.newton_on_free`) stays the same NumPy call.  The answers are the
-NumPy path's, value for value (``tests/test_small_qp.py``).
+NumPy path's, value for value (``tests/test_qp.py``).
 """
 from __future__ import annotations
 
