@@ -24,6 +24,7 @@ from .qp.interface import QPSolverError
 from .regularization import make_qp_metric
 from .result import Result
 from .stationarity import NeighbourhoodCache, stationarity
+from .warm_start import StationarityWarmStart
 from .steering import SteeringParameters, steer
 from .termination import TerminationCode as TC, termination_message
 
@@ -57,6 +58,7 @@ class BfgsSqp:
                                            options.steering_c_mu)
         self.cache = NeighbourhoodCache(options.resolved_ngrad(self.n), options.evaldist, backend,
                                         exact_distances=getattr(options, "exact_cache_distances", False))
+        self.warm_start = StationarityWarmStart()  # the latest stationarity QP answer
         self.rng = np.random.default_rng(getattr(options, "random_seed", 0))
         self.mu_lowest: Optional[float] = None
         self.iters_done = 0
@@ -68,7 +70,8 @@ class BfgsSqp:
 
     def _stationarity(self):
         r = stationarity(self.S, self.cache, self.metric.apply, self.qp, self.opts.opt_tol, self.b,
-                         apply_each=self.metric.apply_each, implicit=self.metric.implicit)
+                         apply_each=self.metric.apply_each, implicit=self.metric.implicit,
+                         warm_start=self.warm_start)
         self.ev.set_stat_value(r.value)
         self.stat_value = r.value
         return r

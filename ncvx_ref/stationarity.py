@@ -26,6 +26,7 @@ from .backend import Backend, to_host
 from .penalty import PenaltyPoint
 from .qp.interface import BoxQP, QPSolverError
 from .qp.lifted import host_gradients, host_metric, wants_structure
+from .warm_start import StationarityWarmStart
 
 Array = Any
 
@@ -129,31 +130,60 @@ class StationarityResult:
 def stationarity(pt: PenaltyPoint, cache: NeighbourhoodCache, apply_Hqp: Callable[[Array], Array],
                  qp_solver, opt_tol: float, backend: Backend,
                  apply_each: Optional[Callable[[List[Array]], List[Array]]] = None,
-                 implicit: Optional[Callable[[List[Array]], Any]] = None) -> StationarityResult:
+                 implicit: Optional[Callable[[List[Array]], Any]] = None,
+                 warm_start: Optional[StationarityWarmStart] = None) -> StationarityResult:
     """§10.1: the smooth shortcut, else the termination QP over the cached neighbourhood.
 
     ``apply_each``: ``H_QP``'s memoizing product of several arrays (``QPMetric.apply_each``):
     the samples' gradients are then multiplied one by one, each known product reused.
     ``implicit``: ``H_QP A`` held implicitly (``QPMetric.implicit``), used instead when given.
+    ``warm_start``: the run's memory of its latest QP answer (:mod:`ncvx_ref.warm_start`):
+    the QP gets the guess it makes, and the answer is remembered.
     """
     s = backend.norm(pt.p_grad)
     if s <= opt_tol:
         return StationarityResult(pt.p_grad, s, 0, 1)
     current = GradientSample(pt.x, pt.f_grad, pt.ci_grad, pt.ce_grad)
     samples = cache.add_and_query(current)
+    warm = None if warm_start is None else _Warm(warm_start, samples)
     if compiles_per_shape(backend.xp):
         size = min(cache.capacity, FIXED_SHAPE_CHUNK)
         padded = samples + [cache.zero_sample(samples[0])] * (-len(samples) % size)
         chunks = [padded[i:i + size] for i in range(0, len(padded), size)]
-        vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend, chunks)
+        vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend, chunks, warm=warm)
     else:
         merged = merge_repeated_columns(pt, samples, current, backend)
         if merged is None:
             vec, n_qp = _termination_qp(pt, samples, apply_Hqp, qp_solver, backend,
-                                        apply_each=apply_each, implicit=implicit)
+                                        apply_each=apply_each, implicit=implicit, warm=warm)
         else:
-            vec, n_qp = _termination_qp_merged(pt, merged, apply_Hqp, qp_solver, backend)
+            vec, n_qp = _termination_qp_merged(pt, merged, apply_Hqp, qp_solver, backend, warm)
     return StationarityResult(vec, backend.norm(vec), n_qp, len(samples))
+
+
+@dataclass(frozen=True)
+class _Warm:
+    """The run's :class:`StationarityWarmStart` bound to one QP's samples."""
+
+    memory: StationarityWarmStart
+    samples: List[GradientSample]
+
+    def guess(self, pt: PenaltyPoint) -> Optional[np.ndarray]:
+        """The guess for this QP (§10.3's layout), or None."""
+        return self.memory.guess(self.samples, *_constraint_counts(pt), pt.mu)
+
+    def remember(self, pt: PenaltyPoint, y: Optional[np.ndarray]) -> None:
+        """Keep this QP's answer (§10.3's layout); None (every attempt failed) forgets."""
+        if y is None:
+            self.memory.clear()
+        else:
+            self.memory.remember(self.samples, y, *_constraint_counts(pt), pt.mu)
+
+
+def _constraint_counts(pt: PenaltyPoint) -> tuple[int, int]:
+    """``(m_e, m_i)``."""
+    return (0 if pt.ce is None else int(pt.ce.shape[0]),
+            0 if pt.ci is None else int(pt.ci.shape[0]))
 
 
 def _qp_vectors(pt: PenaltyPoint, l: int):
@@ -312,15 +342,17 @@ def _psd_part(S):
     return (V * np.maximum(lam, 0.0)) @ V.T
 
 
-def _dense_attempts(qp_solver, Q, identity_Q, q, lb, ub, eq, mu):
+def _dense_attempts(qp_solver, Q, identity_Q, q, lb, ub, eq, mu, guess=None):
     """§10.3's attempts on a dense QP: ``Q``, then ``identity_Q()``, then ``Q``'s PSD part.
 
+    ``guess`` (the warm start, :mod:`ncvx_ref.warm_start`) goes with the first attempt only.
     Returns ``(y, n_qp)``, or ``(None, 4)`` when every attempt failed.
     """
     for n_qp, make_Q in ((1, lambda: Q), (2, identity_Q), (4, lambda: _psd_part(Q))):
         try:
             return qp_solver.solve(BoxQP(make_Q(), q, lb, ub, eq_coeffs=eq, eq_rhs=mu,
-                                         kind="stationarity")), n_qp
+                                         kind="stationarity",
+                                         guess=guess if n_qp == 1 else None)), n_qp
         except (QPSolverError, np.linalg.LinAlgError):
             continue
     return None, 4
@@ -352,6 +384,8 @@ class MergedColumns:
     than this one (an SVM with 2,000 margin constraints: ~200,000 variables instead of ~2,100).
 
     ``blocks``: device column blocks in QP-variable order (``[E ... | F | I ...]``).
+    ``groups``: for each variable of the full QP (§10.3's order), the merged variable it went
+    into; :meth:`merge` and :meth:`expand` map answers between the two.
     """
 
     blocks: List[Array]
@@ -360,6 +394,17 @@ class MergedColumns:
     ub: np.ndarray
     eq: np.ndarray
     mu: float
+    groups: np.ndarray
+
+    def merge(self, y_full: np.ndarray) -> np.ndarray:
+        """A full-QP answer as a merged one (a merged weight is the sum of its members')."""
+        return np.bincount(self.groups, weights=y_full, minlength=self.q.shape[0])
+
+    def expand(self, y: np.ndarray) -> np.ndarray:
+        """A merged answer as a full-QP one, each merged weight shared equally by its members
+        (each inside its own bounds, since the merged bounds are the sums of theirs)."""
+        counts = np.bincount(self.groups, minlength=self.q.shape[0])
+        return y[self.groups] / counts[self.groups]
 
 
 def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
@@ -373,11 +418,12 @@ def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
     """
     m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
     m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
-    if len(samples) < 2 or len(samples) * (1 + m_e + m_i) < MERGE_MIN_K:
+    l = len(samples)
+    if l < 2 or l * (1 + m_e + m_i) < MERGE_MIN_K:
         return None
     xp = backend.xp
     others = [s for s in samples if s is not current]
-    if len(others) != len(samples) - 1:
+    if len(others) != l - 1:
         return None
     f_same = [bool(to_host(xp.all(s.f_grad == current.f_grad))) for s in others]
 
@@ -399,42 +445,69 @@ def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
     ci = to_host(pt.ci) if ci_same is not None else None
     blocks: List[Array] = []
     q, lb, ub, eq = [], [], [], []
+    groups = np.empty(l * (1 + m_e + m_i), dtype=np.intp)
+    merged_count = [0]  # merged variables so far
 
-    def constraint_blocks(vals, same, get, lo_sign):
+    def take_positions(count: int) -> np.ndarray:
+        pos = merged_count[0] + np.arange(count)
+        merged_count[0] += count
+        return pos
+
+    def constraint_blocks(vals, same, get, lo_sign, full_offset):
+        m = vals.shape[0]
         count = 1.0 + np.sum(np.stack(same), axis=0)  # multiplicity of the current point's columns
         same_of = {id(s): r for s, r in zip(others, same)}
-        for s in samples:
+        repeated = []  # (full index of a sample's block, its columns equal to the current's)
+        current_pos = None
+        for j, s in enumerate(samples):
+            base = full_offset + j * m
             if s is current:
+                current_pos = take_positions(m)
+                groups[base:base + m] = current_pos
                 blocks.append(get(s))
                 q.append(-vals); lb.append(lo_sign * count); ub.append(count)
-                eq.append(np.zeros(vals.shape[0]))
+                eq.append(np.zeros(m))
                 continue
-            keep = np.flatnonzero(~same_of[id(s)])
+            mask = same_of[id(s)]
+            repeated.append((base, np.flatnonzero(mask)))
+            keep = np.flatnonzero(~mask)
             if keep.size == 0:
                 continue
+            groups[base + keep] = take_positions(keep.size)
             cols = get(s)
-            blocks.append(cols if keep.size == vals.shape[0]
+            blocks.append(cols if keep.size == m
                           else xp.take(cols, xp.asarray(keep, device=backend.device), axis=1))
             q.append(-vals[keep]); lb.append(lo_sign * np.ones(keep.size)); ub.append(np.ones(keep.size))
             eq.append(np.zeros(keep.size))
+        for base, cols in repeated:
+            groups[base + cols] = current_pos[cols]
 
     if ce is not None:
-        constraint_blocks(ce, ce_same, lambda s: s.ce_grad, -1.0)
+        constraint_blocks(ce, ce_same, lambda s: s.ce_grad, -1.0, 0)
     f_cols = [current.f_grad] + [s.f_grad for s, same in zip(others, f_same) if not same]
     blocks.append(xp.stack(f_cols, axis=1))
     nf = len(f_cols)
+    f_pos = take_positions(nf)
+    other_f = iter(f_pos[1:])
+    same_of_f = {id(s): same for s, same in zip(others, f_same)}
+    for j, s in enumerate(samples):
+        groups[l * m_e + j] = (f_pos[0] if s is current or same_of_f[id(s)] else next(other_f))
     q.append(np.full(nf, -f_val)); lb.append(np.zeros(nf))
     ub.append(np.concatenate([[mu * (1 + sum(f_same))], np.full(nf - 1, mu)]))
     eq.append(np.ones(nf))
     if ci is not None:
-        constraint_blocks(ci, ci_same, lambda s: s.ci_grad, 0.0)
+        constraint_blocks(ci, ci_same, lambda s: s.ci_grad, 0.0, l * (m_e + 1))
     return MergedColumns(blocks, np.concatenate(q), np.concatenate(lb), np.concatenate(ub),
-                         np.concatenate(eq), mu)
+                         np.concatenate(eq), mu, groups)
 
 
 def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, qp_solver,
-                           backend: Backend):
-    """§10.3 on the merged QP: the same attempts (H_QP, identity, clipped) and ``d = −H_QP A y``."""
+                           backend: Backend, warm: Optional[_Warm] = None):
+    """§10.3 on the merged QP: the same attempts (H_QP, identity, clipped) and ``d = −H_QP A y``.
+
+    ``warm``: the run's warm start and this QP's samples (answers are kept in the full QP's
+    layout, so the merged guess is the merged previous answer).
+    """
     xp = backend.xp
     n = int(pt.x.shape[0])
     k = int(merged.q.shape[0])
@@ -453,6 +526,8 @@ def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, q
         if available:
             A = host_gradients([to_host(b) for b in merged.blocks])
             y, n_qp = _structured_attempts(qp_solver, A, M, *qp_data)
+            if warm is not None:
+                warm.remember(pt, None if y is None else merged.expand(y))
             return (backend.full((n,), math.inf) if y is None else -apply_Hqp(Ay(y))), n_qp
 
     A = merged.blocks[0] if len(merged.blocks) == 1 else xp.concat(merged.blocks, axis=1)
@@ -464,17 +539,22 @@ def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, q
         Qi = to_host(A.T @ A)
         return (Qi + Qi.T) / 2
 
-    y, n_qp = _dense_attempts(qp_solver, Q, identity_Q, *qp_data)
+    guess = None if warm is None else warm.guess(pt)
+    y, n_qp = _dense_attempts(qp_solver, Q, identity_Q, *qp_data,
+                              guess=None if guess is None else merged.merge(guess))
+    if warm is not None:
+        warm.remember(pt, None if y is None else merged.expand(y))
     return (backend.full((n,), math.inf) if y is None else -(HA @ backend.from_host(y))), n_qp
 
 
 def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, qp_solver,
                     backend: Backend, chunks: Optional[List[List[GradientSample]]] = None,
-                    apply_each=None, implicit=None):
+                    apply_each=None, implicit=None, warm: Optional[_Warm] = None):
     """§10.3: build A, Q, q and the bounds; solve with fallbacks; ``d = −(H_QP A) y``.
 
     ``chunks``: the samples in fixed-size chunks (fixed-shape backends, see :class:`_GradientBlocks`).
-    ``apply_each``, ``implicit``: see :func:`stationarity`.
+    ``apply_each``, ``implicit``: see :func:`stationarity`.  ``warm``: the run's warm start
+    bound to ``samples`` (the dense QP gets its guess; every answer is remembered).
     """
     l = len(samples)
     n = int(pt.x.shape[0])
@@ -483,7 +563,7 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
     if wants_structure(qp_solver, n, l * (1 + m_e + m_i)):
         available, M = host_metric(apply_Hqp, n, backend)
         if available:
-            return _termination_qp_structured(pt, samples, apply_Hqp, M, qp_solver, backend)
+            return _termination_qp_structured(pt, samples, apply_Hqp, M, qp_solver, backend, warm)
     blocks = _GradientBlocks(samples, chunks, apply_Hqp, m_e, m_i, backend, apply_each, implicit)
     Q = blocks.gram(metric=True)
     Q = (Q + Q.T) / 2
@@ -492,12 +572,15 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
         Qi = blocks.gram(metric=False)
         return (Qi + Qi.T) / 2
 
-    y, n_qp = _dense_attempts(qp_solver, Q, identity_Q, *_qp_vectors(pt, l))
+    y, n_qp = _dense_attempts(qp_solver, Q, identity_Q, *_qp_vectors(pt, l),
+                              guess=None if warm is None else warm.guess(pt))
+    if warm is not None:
+        warm.remember(pt, y)
     return (backend.full((n,), math.inf) if y is None else -blocks.combine(y)), n_qp
 
 
 def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, M,
-                               qp_solver, backend: Backend):
+                               qp_solver, backend: Backend, warm: Optional[_Warm] = None):
     """§10.3 for large QPs (``docs/large_qps.md``): the same QP and attempts in structured form.
 
     ``Q = Aᵀ H_QP A`` is passed as host ``A`` (sparse when it is) and ``M = H_QP``; attempt 2
@@ -509,6 +592,8 @@ def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], 
     A = host_gradients([to_host(b) for b in ce] + [np.stack([to_host(g) for g in f], axis=1)]
                        + [to_host(b) for b in ci])
     y, n_qp = _structured_attempts(qp_solver, A, M, *_qp_vectors(pt, l))
+    if warm is not None:
+        warm.remember(pt, y)  # the lifted path takes no guess; the next dense QP may
     if y is None:
         return backend.full((int(pt.x.shape[0]),), math.inf), 4
     m_e = 0 if pt.ce is None else int(pt.ce.shape[0])

@@ -16,6 +16,12 @@ Large QPs may come *structured* instead (``docs/large_qps.md``): ``Q = Aᵀ M A`
 (``None`` = identity).  Then ``Q`` is not stored; reading ``qp.Q`` forms it once (so solvers that
 only know dense ``Q`` keep working), while structure-aware solvers
 (:mod:`ncvx_ref.qp.lifted`) work with ``A`` and ``M`` and never form it.
+
+A QP may carry a ``guess``: an approximate answer (the stationarity QP's, mapped from the
+previous iteration's answer, :mod:`ncvx_ref.warm_start`).  It is only a hint: the library
+adapters try to certify it (active-set polishing from the guess) before they call the library,
+and any solver may ignore it.  The answer's quality is the same either way: a certified answer
+is an exact solution of the QP to the certification tolerance.
 """
 from __future__ import annotations
 
@@ -64,17 +70,18 @@ class BoxQP:
     kind: Literal["steering", "stationarity", "other"] = "other"
     A: Any = None  # (n, k) host ndarray or scipy.sparse matrix: Q = Aᵀ M A (structured form)
     M: Any = None  # (n, n) SPD metric of the structured form, a float c (c·I), None = identity
+    guess: Optional[np.ndarray] = None  # (k,) approximate answer: a hint, solvers may ignore it
 
     def __init__(self, Q: Optional[np.ndarray], q: np.ndarray, lb: np.ndarray, ub: np.ndarray,
                  eq_coeffs: Optional[np.ndarray] = None, eq_rhs: float = 0.0,
                  kind: Literal["steering", "stationarity", "other"] = "other", A: Any = None,
-                 M: Any = None) -> None:
+                 M: Any = None, guess: Optional[np.ndarray] = None) -> None:
         # The dataclass's own __init__ (kept out: a user-written one takes precedence) sets the
         # frozen fields one object.__setattr__ at a time; the method builds a QP per solve.
         if Q is None and A is None:
             raise ValueError("BoxQP needs either a dense `Q` or the structure `A` (and `M`).")
         self.__dict__.update(_Q=Q, q=q, lb=lb, ub=ub, eq_coeffs=eq_coeffs, eq_rhs=eq_rhs,
-                             kind=kind, A=A, M=M)
+                             kind=kind, A=A, M=M, guess=guess)
 
     @property
     def size(self) -> int:
@@ -101,7 +108,8 @@ class BoxQP:
         form = "dense" if self.__dict__.get("_Q") is not None else (
             f"structured A {self.A.shape}, M {'I' if self.M is None else np.shape(self.M) or self.M}")
         eq = "" if self.eq_coeffs is None else ", one equality"
-        return f"BoxQP(k={self.size}, {self.kind}, {form}{eq})"
+        guess = "" if self.guess is None else ", with a guess"
+        return f"BoxQP(k={self.size}, {self.kind}, {form}{eq}{guess})"
 
 
 @runtime_checkable

@@ -50,7 +50,8 @@ class PinnedVariable:
         rest = np.array([i for i in range(k) if i != j])  # take: a fraction of fancy indexing's cost
         Q = qp.Q
         reduced = BoxQP(Q.take(rest, 0).take(rest, 1), qp.q.take(rest) + Q[:, j].take(rest) * value,
-                        qp.lb.take(rest), qp.ub.take(rest), kind=qp.kind)
+                        qp.lb.take(rest), qp.ub.take(rest), kind=qp.kind,
+                        guess=None if qp.guess is None else qp.guess.take(rest))
         return cls(j, value, reduced)
 
     def expand(self, y_reduced: np.ndarray) -> np.ndarray:

@@ -11,6 +11,9 @@ at most one equality) in the same four steps:
    separable ``Q``), certified by the KKT residual; for ``k <= 3`` without equality,
    :func:`~ncvx_ref.qp.small.vertex` answers a QP whose answer is a vertex of the box with
    strictly signed multipliers;
+   With a ``guess`` (and ``polish=True``, ``k > 8``), polishing's active-set rounds start
+   from it: when they certify, that answer is returned and the library is not called (the
+   stationarity QP, warm-started from the previous iteration's answer: ``docs/qp_solvers.md``);
 3. the library solves the QP with tight tolerances (``Q`` is PSD and often singular: each
    adapter uses the library's own support for that, e.g. DAQP's proximal iterations);
 4. with ``polish=True`` (the default) :func:`~ncvx_ref.qp.polish.polish` makes the answer exact
@@ -22,8 +25,8 @@ For ``k <= 8`` steps 1, 2 and polishing's common case run on Python floats
 (:mod:`ncvx_ref.qp.small`), with the same answers: NumPy's per-call overhead is most of the
 cost of so small a QP.
 
-Adapters hold no state between calls (no warm starts), so one QP always gets the same answer,
-bit for bit.  Libraries are imported on first use, so a missing optional library only fails
+Adapters hold no state between calls (a warm start comes only as the QP's own ``guess``), so
+one QP always gets the same answer, bit for bit.  Libraries are imported on first use, so a missing optional library only fails
 the adapter that needs it.
 """
 from __future__ import annotations
@@ -134,6 +137,14 @@ def closed_form(qp: BoxQP, tol: Optional[float] = None, *,
     return y if _residual(qp, y, None, sc).total <= tol else None  # y is finite: clipped
 
 
+def _check_guess(qp: BoxQP) -> None:
+    """A guess of the wrong shape is a caller's bug: say so (a non-finite one is merely useless:
+    polishing does not certify it)."""
+    shape = np.shape(qp.guess)
+    if shape != (qp.size,):
+        raise QPSolverError(f"QP `guess` must have shape ({qp.size},), got {shape}.")
+
+
 class LibraryQPSolver:
     """Shared driver of the adapters (validation, closed forms, library call, polishing).
 
@@ -164,6 +175,8 @@ class LibraryQPSolver:
             scales = small.checked_scales(qp)
         else:
             check_qp(qp)
+        if qp.guess is not None:
+            _check_guess(qp)
         pinned = PinnedVariable.of(qp)  # an equality naming one variable fixes it
         if pinned is not None:
             return pinned.expand(self.solve(pinned.reduced))
@@ -176,6 +189,11 @@ class LibraryQPSolver:
             y = closed_form(qp, self.tol, scales=scales)
         if y is not None:
             return y
+        if self.polish and not tiny and qp.guess is not None:
+            out = polish(qp, qp.guess, tol=self.tol, scales=scales, max_active_set_iter=0)
+            if out.certified:  # the guess's active set, repaired, is exact: no library call
+                self.last_polish = out
+                return out.y
         try:
             y, ok, status = self._solve_raw(qp)
         except QPSolverError:
