@@ -11,7 +11,7 @@ from ncvx_ref.backend import Backend
 from ncvx_ref.qp.default import RecordingQPSolver, default_qp_solver
 from ncvx_ref.qp.interface import BoxQP, QPSolverError
 from ncvx_ref.qp.polish import _Scales, default_tolerance, kkt_residual
-from ncvx_ref.qp.solvers import DAQPSolver, PIQPSolver
+from ncvx_ref.qp.solvers import GUESS_TOLERANCE_FACTOR, DAQPSolver, PIQPSolver
 from ncvx_ref.stationarity import GradientSample, merge_repeated_columns
 from ncvx_ref.warm_start import StationarityWarmStart
 
@@ -123,7 +123,8 @@ def test_a_good_guess_skips_the_library_and_is_certified():
     assert CountingDAQP.calls == 1  # no library call
     assert solver.last_polish.certified
     tol = default_tolerance(qp.size)
-    assert kkt_residual(qp, warm).total <= tol
+    # a guess must certify to a hundredth of the tolerance a library answer needs
+    assert kkt_residual(qp, warm).total <= GUESS_TOLERANCE_FACTOR * tol
     sc = _Scales.of(qp)
     # both certified: their objective values agree within the certificate's bound
     obj = lambda y: 0.5 * y @ qp.Q @ y + qp.q @ y
@@ -210,8 +211,8 @@ def test_warm_starts_save_library_calls_and_keep_the_answer(monkeypatch):
         calls[warm] = CountingDAQP.calls
         assert result.final.f == pytest.approx(f_star, abs=1e-6)
         assert int(result.termination_code) in (0, 6)
-    # on this run 34 against 56: the guesses that do not certify still go to the library
-    assert calls[True] < 0.75 * calls[False]
+    # measured 39 against 56: the guesses that do not certify still go to the library
+    assert calls[True] < 0.85 * calls[False]
 
 
 def test_runs_are_reproducible_with_warm_starts():

@@ -137,6 +137,15 @@ def closed_form(qp: BoxQP, tol: Optional[float] = None, *,
     return y if _residual(qp, y, None, sc).total <= tol else None  # y is finite: clipped
 
 
+#: A guess's polished answer must meet this fraction of the certification tolerance.  A library
+#: answer is optimal to the library's own tolerances before polishing makes it exact; a guess
+#: has no such evidence, and on degenerate QPs (many nearly equal gradients) an answer that just
+#: meets the tolerance can be far from the optimal value: on the reference runs' guessed QPs, at
+#: the full tolerance, answers more than 1e-14 above the best objective found went from 6 (cold)
+#: to 24 of 56 (maxquad_K5_n10); at a hundredth of it, 2 (docs/qp_solvers.md).
+GUESS_TOLERANCE_FACTOR = 0.01
+
+
 def _check_guess(qp: BoxQP) -> None:
     """A guess of the wrong shape is a caller's bug: say so (a non-finite one is merely useless:
     polishing does not certify it)."""
@@ -190,7 +199,9 @@ class LibraryQPSolver:
         if y is not None:
             return y
         if self.polish and not tiny and qp.guess is not None:
-            out = polish(qp, qp.guess, tol=self.tol, scales=scales, max_active_set_iter=0)
+            tol = default_tolerance(qp.size) if self.tol is None else self.tol
+            out = polish(qp, qp.guess, tol=GUESS_TOLERANCE_FACTOR * tol, scales=scales,
+                         max_active_set_iter=0)
             if out.certified:  # the guess's active set, repaired, is exact: no library call
                 self.last_polish = out
                 return out.y
