@@ -24,9 +24,9 @@ from .qp.interface import QPSolverError
 from .regularization import make_qp_metric
 from .result import Result
 from .stationarity import NeighbourhoodCache, stationarity
-from .warm_start import StationarityWarmStart
 from .steering import SteeringParameters, steer
 from .termination import TerminationCode as TC, termination_message
+from .warm_start import StationarityWarmStart
 
 Array = Any
 STEERING, STEERING_IDENTITY, QUASI_NEWTON, GRADIENT, RANDOM = 0, 1, 2, 3, 4

@@ -446,12 +446,13 @@ def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
     blocks: List[Array] = []
     q, lb, ub, eq = [], [], [], []
     groups = np.empty(l * (1 + m_e + m_i), dtype=np.intp)
-    merged_count = [0]  # merged variables so far
+    merged_count = 0  # merged variables so far
 
     def take_positions(count: int) -> np.ndarray:
-        pos = merged_count[0] + np.arange(count)
-        merged_count[0] += count
-        return pos
+        """The next ``count`` merged variables' positions."""
+        nonlocal merged_count
+        merged_count += count
+        return np.arange(merged_count - count, merged_count)
 
     def constraint_blocks(vals, same, get, lo_sign, full_offset):
         m = vals.shape[0]

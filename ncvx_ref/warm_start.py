@@ -7,12 +7,13 @@ set often the exact one.  The QP carries that guess (``BoxQP.guess``); the libra
 first try to certify it by active-set polishing and call the library only when that fails
 (``docs/qp_solvers.md``).  On the reference runs' ill-conditioned, degenerate QPs (many nearly
 equal gradients) this replaces an interior-point or proximal solve plus a long active-set
-fallback by one or two reduced KKT solves.
+fallback by one or two reduced KKT solves when the guess certifies.
 
-The QP's answer is still certified to the same tolerance, so ``d`` is an exact solution's.  A
-degenerate QP has many exact answers, and ``d``'s rounding depends on which one is found: the
-warm-started and the cold answers agree to the certification tolerance, not bit for bit.  A
-run stays bit-for-bit reproducible: the guess depends only on the run's own history.
+A guessed answer is accepted only when it certifies to a hundredth of the usual tolerance: a
+degenerate QP has many answers that meet the certificate, some well above the optimal value,
+and the stricter test keeps the warm answers at least as close to it as the cold ones
+(``docs/qp_solvers.md``).  Warm and cold answers agree to that accuracy, not bit for bit; a run
+stays bit-for-bit reproducible, since the guess depends only on the run's own history.
 
 Weights are kept in the *plain layout* of §10.3: for ``l`` samples with ``m_e`` equality and
 ``m_i`` inequality constraints, ``[ce weights of each sample | the l objective weights | ci

@@ -19,9 +19,8 @@ only know dense ``Q`` keep working), while structure-aware solvers
 
 A QP may carry a ``guess``: an approximate answer (the stationarity QP's, mapped from the
 previous iteration's answer, :mod:`ncvx_ref.warm_start`).  It is only a hint: the library
-adapters try to certify it (active-set polishing from the guess) before they call the library,
-and any solver may ignore it.  The answer's quality is the same either way: a certified answer
-is an exact solution of the QP to the certification tolerance.
+adapters try to certify it (active-set polishing from the guess, to a hundredth of the usual
+tolerance) before they call the library, and any solver may ignore it.
 """
 from __future__ import annotations
 

@@ -12,8 +12,9 @@ at most one equality) in the same four steps:
    :func:`~ncvx_ref.qp.small.vertex` answers a QP whose answer is a vertex of the box with
    strictly signed multipliers;
    With a ``guess`` (and ``polish=True``, ``k > 8``), polishing's active-set rounds start
-   from it: when they certify, that answer is returned and the library is not called (the
-   stationarity QP, warm-started from the previous iteration's answer: ``docs/qp_solvers.md``);
+   from it: when they certify to :data:`GUESS_TOLERANCE_FACTOR` times the tolerance, that
+   answer is returned and the library is not called (the stationarity QP, warm-started from
+   the previous iteration's answer: ``docs/qp_solvers.md``);
 3. the library solves the QP with tight tolerances (``Q`` is PSD and often singular: each
    adapter uses the library's own support for that, e.g. DAQP's proximal iterations);
 4. with ``polish=True`` (the default) :func:`~ncvx_ref.qp.polish.polish` makes the answer exact
@@ -26,8 +27,8 @@ For ``k <= 8`` steps 1, 2 and polishing's common case run on Python floats
 cost of so small a QP.
 
 Adapters hold no state between calls (a warm start comes only as the QP's own ``guess``), so
-one QP always gets the same answer, bit for bit.  Libraries are imported on first use, so a missing optional library only fails
-the adapter that needs it.
+one QP always gets the same answer, bit for bit.  Libraries are imported on first use, so a
+missing optional library only fails the adapter that needs it.
 """
 from __future__ import annotations
 
