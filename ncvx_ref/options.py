@@ -16,8 +16,9 @@ Which fields the caller set explicitly is remembered (:attr:`Options.explicit`),
 GRANSO checks ``max_fallback_level >= min_fallback_level`` only when the user set
 ``max_fallback_level`` (ALGORITHM.md §19.15).
 
-Two ncvx_ref extensions (defaults keep GRANSO's behaviour): ``exact_cache_distances`` and
-``random_seed``.  ``bfgs_damping = 0`` means "no damping" here (GRANSO 1.6.4 crashes, §19.14).
+Three ncvx_ref extensions (defaults keep GRANSO's results): ``exact_cache_distances``,
+``random_seed`` and ``qp_warm_start``.  ``bfgs_damping = 0`` means "no damping" here (GRANSO
+1.6.4 crashes, §19.14).
 """
 from __future__ import annotations
 
@@ -164,6 +165,7 @@ _RULES: Dict[str, _Rule] = {
     # ncvx_ref extensions
     "exact_cache_distances": _LOGICAL,
     "random_seed": _INT_GE0,
+    "qp_warm_start": _LOGICAL,
 }
 
 
@@ -277,6 +279,7 @@ class Options:
     # -- ncvx_ref extensions --
     exact_cache_distances: bool = False  # True: fix GRANSO 1.6.4's cache-distance bug (§10.2)
     random_seed: int = 0  # seeds the default x0 and the level-4 random directions
+    qp_warm_start: bool = True  # stationarity QPs start from the previous answer (same QP)
     # names the caller set explicitly (filled in by __init__, see below)
     _explicit: frozenset = field(init=False, repr=False, compare=False, hash=False)
 

@@ -58,7 +58,9 @@ class BfgsSqp:
                                            options.steering_c_mu)
         self.cache = NeighbourhoodCache(options.resolved_ngrad(self.n), options.evaldist, backend,
                                         exact_distances=getattr(options, "exact_cache_distances", False))
-        self.warm_start = StationarityWarmStart()  # the latest stationarity QP answer
+        # the latest stationarity QP answer, the next QP's guess (docs/qp_solvers.md)
+        self.warm_start = (StationarityWarmStart() if getattr(options, "qp_warm_start", True)
+                           else None)
         self.rng = np.random.default_rng(getattr(options, "random_seed", 0))
         self.mu_lowest: Optional[float] = None
         self.iters_done = 0

@@ -34,6 +34,7 @@ EXPECTED_DEFAULTS = dict(
     regularize_max_eigenvalues=False, quadprog_opts=None, wolfe1=1e-4, wolfe2=0.5,
     linesearch_nondescent_maxit=0, linesearch_reattempts=0, linesearch_reattempts_x0=10,
     linesearch_c_mu=0.5, linesearch_c_mu_x0=0.5, exact_cache_distances=False, random_seed=0,
+    qp_warm_start=True,
 )
 
 
@@ -96,7 +97,7 @@ def test_quadprog_opts_is_a_readonly_copy():
 LOGICAL = ["checkH0", "scaleH0", "limited_mem_fixed_scaling", "prescaling_info_msg",
            "halt_on_quadprog_error", "halt_on_linesearch_bracket", "quadprog_info_msg",
            "print_ascii", "print_use_orange", "debug_mode", "steering_l1_model",
-           "regularize_max_eigenvalues", "exact_cache_distances"]
+           "regularize_max_eigenvalues", "exact_cache_distances", "qp_warm_start"]
 
 # name -> (accepted values incl. boundaries, rejected values, text the message must contain)
 NUMERIC_RULES = {
