@@ -131,15 +131,28 @@ def test_a_good_guess_skips_the_library_and_is_certified():
     assert abs(obj(warm) - obj(cold)) <= qp.size * tol * sc.s * sc.w
 
 
-@pytest.mark.parametrize("bad", [np.full(20, np.nan), np.full(20, 7.0), -np.ones(20)])
-def test_a_useless_guess_changes_nothing(bad):
+def test_a_non_finite_guess_leaves_the_qp_to_the_library():
     qp = degenerate_stationarity_qp(np.random.default_rng(4))
     for solver in (DAQPSolver(), PIQPSolver()):
         cold = solver.solve(qp)
-        warm = solver.solve(with_guess(qp, bad))
-        if kkt_residual(qp, np.clip(bad, 0, 1)).total > 1.0:  # far off: the library decides
-            assert warm.tobytes() == cold.tobytes()
-        assert kkt_residual(qp, warm).total <= default_tolerance(qp.size)
+        warm = solver.solve(with_guess(qp, np.full(20, np.nan)))
+        assert warm.tobytes() == cold.tobytes()
+
+
+@pytest.mark.parametrize("bad", [np.full(20, 7.0), -np.ones(20), "random"])
+def test_any_guess_gives_a_certified_answer(bad):
+    rng = np.random.default_rng(5)
+    qp = degenerate_stationarity_qp(rng)
+    guess = rng.standard_normal(20) if isinstance(bad, str) else bad
+    solver = CountingDAQP()
+    CountingDAQP.calls = 0
+    warm = solver.solve(with_guess(qp, guess))
+    tol = default_tolerance(qp.size)
+    # from the guess (no library call) only at the stricter tolerance; else the library's answer
+    limit = GUESS_TOLERANCE_FACTOR * tol if CountingDAQP.calls == 0 else tol
+    assert kkt_residual(qp, warm).total <= limit
+    # here the rounds from these guesses never certify; the active-set method from them does
+    assert CountingDAQP.calls == 0 and solver.last_polish.active_set_iterations > 0
 
 
 def test_a_guess_of_the_wrong_shape_is_an_error():
@@ -218,3 +231,22 @@ def test_runs_are_reproducible_with_warm_starts():
     a = solve(fn, x0, print_level=0, maxit=80)
     b = solve(fn, x0, print_level=0, maxit=80)
     assert a.final.x.tobytes() == b.final.x.tobytes() and a.stat_value == b.stat_value
+
+
+def test_the_guess_is_held_to_the_stricter_tolerance(monkeypatch):
+    """The guess attempt asks polishing for 1/100 of the tolerance the library answer gets."""
+    import ncvx_ref.qp.solvers as solvers_module
+    seen = []
+    real = solvers_module.polish
+
+    def spy(qp, y0, **kw):
+        seen.append((y0 is qp.guess, kw.get("tol")))
+        return real(qp, y0, **kw)
+
+    monkeypatch.setattr(solvers_module, "polish", spy)
+    qp = degenerate_stationarity_qp(np.random.default_rng(8))
+    DAQPSolver().solve(with_guess(qp, np.full(20, np.nan)))  # not certified: the library too
+    tol = default_tolerance(qp.size)
+    assert GUESS_TOLERANCE_FACTOR == 0.01
+    assert seen[0] == (True, GUESS_TOLERANCE_FACTOR * tol)
+    assert seen[1][0] is False and seen[1][1] in (None, tol)

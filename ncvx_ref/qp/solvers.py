@@ -201,9 +201,8 @@ class LibraryQPSolver:
             return y
         if self.polish and not tiny and qp.guess is not None:
             tol = default_tolerance(qp.size) if self.tol is None else self.tol
-            out = polish(qp, qp.guess, tol=GUESS_TOLERANCE_FACTOR * tol, scales=scales,
-                         max_active_set_iter=0)
-            if out.certified:  # the guess's active set, repaired, is exact: no library call
+            out = polish(qp, qp.guess, tol=GUESS_TOLERANCE_FACTOR * tol, scales=scales)
+            if out.certified:  # exact from the guess (rounds, else the active-set method)
                 self.last_polish = out
                 return out.y
         try:
