@@ -7,11 +7,11 @@ set often the exact one.  The QP carries that guess (``BoxQP.guess``); the libra
 first try to certify it by active-set polishing and call the library only when that fails
 (``docs/qp_solvers.md``).  On the reference runs' ill-conditioned, degenerate QPs (many nearly
 equal gradients) this replaces an interior-point or proximal solve plus a long active-set
-fallback by one or two reduced KKT solves when the guess certifies.
+fallback by a few reduced KKT solves from a nearby point.
 
 A guessed answer is accepted only when it certifies to a hundredth of the usual tolerance: a
 degenerate QP has many answers that meet the certificate, some well above the optimal value,
-and the stricter test keeps the warm answers at least as close to it as the cold ones
+and the stricter test makes the warm answers closer to it than the cold ones
 (``docs/qp_solvers.md``).  Warm and cold answers agree to that accuracy, not bit for bit; a run
 stays bit-for-bit reproducible, since the guess depends only on the run's own history.
 

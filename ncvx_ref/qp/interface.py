@@ -19,8 +19,8 @@ only know dense ``Q`` keep working), while structure-aware solvers
 
 A QP may carry a ``guess``: an approximate answer (the stationarity QP's, mapped from the
 previous iteration's answer, :mod:`ncvx_ref.warm_start`).  It is only a hint: the library
-adapters try to certify it (active-set polishing from the guess, to a hundredth of the usual
-tolerance) before they call the library, and any solver may ignore it.
+adapters solve from it first (active-set polishing, certified to a hundredth of the usual
+tolerance) and call the library only when that fails; any solver may ignore it.
 """
 from __future__ import annotations
 
