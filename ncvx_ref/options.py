@@ -279,7 +279,7 @@ class Options:
     # -- ncvx_ref extensions --
     exact_cache_distances: bool = False  # True: fix GRANSO 1.6.4's cache-distance bug (§10.2)
     random_seed: int = 0  # seeds the default x0 and the level-4 random directions
-    qp_warm_start: bool = True  # stationarity QPs start from the previous answer (same QP)
+    qp_warm_start: bool = False  # True: stationarity QPs start from the previous answer
     # names the caller set explicitly (filled in by __init__, see below)
     _explicit: frozenset = field(init=False, repr=False, compare=False, hash=False)
 

@@ -59,7 +59,7 @@ class BfgsSqp:
         self.cache = NeighbourhoodCache(options.resolved_ngrad(self.n), options.evaldist, backend,
                                         exact_distances=getattr(options, "exact_cache_distances", False))
         # the latest stationarity QP answer, the next QP's guess (docs/qp_solvers.md)
-        self.warm_start = (StationarityWarmStart() if getattr(options, "qp_warm_start", True)
+        self.warm_start = (StationarityWarmStart() if getattr(options, "qp_warm_start", False)
                            else None)
         self.rng = np.random.default_rng(getattr(options, "random_seed", 0))
         self.mu_lowest: Optional[float] = None

@@ -58,13 +58,19 @@ def test_merged_qp_gives_the_same_stationarity_vector(l, m_e, m_i, lin_e, lin_i)
     assert np.linalg.norm(fewer - full) <= 1e-7 * scale + 1e-12
 
 
-def test_no_merge_for_small_qps_or_nothing_repeated():
+def test_no_merge_below_the_threshold_or_nothing_repeated(monkeypatch):
     rng = np.random.default_rng(3)
     n = 8
-    small = neighbourhood(rng, 5, n, 0, 3, 0, 3)  # k = 20 < MERGE_MIN_K
+    small = neighbourhood(rng, 5, n, 0, 3, 0, 3)  # k = 20, every constraint linear
     pt = point(rng, small[-1], n, 0, 3, 1.0)
+    assert merge_repeated_columns(pt, small, small[-1], Backend.of(pt.x)) is not None
+    monkeypatch.setattr(st, "MERGE_MIN_K", 21)
     assert merge_repeated_columns(pt, small, small[-1], Backend.of(pt.x)) is None
-    l = st.MERGE_MIN_K // 10 + 1
+    monkeypatch.undo()
+    one = neighbourhood(rng, 1, n, 0, 3, 0, 3)  # one sample: nothing to merge
+    pt = point(rng, one[0], n, 0, 3, 1.0)
+    assert merge_repeated_columns(pt, one, one[0], Backend.of(pt.x)) is None
+    l = 21
     distinct = neighbourhood(rng, l, n, 0, 9, 0, 0)  # large, but no column repeats
     pt = point(rng, distinct[-1], n, 0, 9, 1.0)
     assert merge_repeated_columns(pt, distinct, distinct[-1], Backend.of(pt.x)) is None

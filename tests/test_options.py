@@ -34,7 +34,7 @@ EXPECTED_DEFAULTS = dict(
     regularize_max_eigenvalues=False, quadprog_opts=None, wolfe1=1e-4, wolfe2=0.5,
     linesearch_nondescent_maxit=0, linesearch_reattempts=0, linesearch_reattempts_x0=10,
     linesearch_c_mu=0.5, linesearch_c_mu_x0=0.5, exact_cache_distances=False, random_seed=0,
-    qp_warm_start=True,
+    qp_warm_start=False,
 )
 
 

@@ -622,7 +622,7 @@ def test_solver_answers_are_the_same_without_the_small_path(monkeypatch):
 
     rec = RecordingQPSolver()
     solve(nonsmooth_rosenbrock, np.array([5.5, 5.5]), qp_solver=rec, mu0=100.0, print_level=0,
-          maxit=60)
+          maxit=60, qp_warm_start=True)
     assert len(rec.records) > 50 and all(r.qp.size <= small.SMALL_MAX_K for r in rec.records)
     monkeypatch.setattr(small, "is_small", lambda qp: False)
     plain = default_qp_solver()

@@ -151,8 +151,12 @@ def test_any_guess_gives_a_certified_answer(bad):
     # from the guess (no library call) only at the stricter tolerance; else the library's answer
     limit = GUESS_TOLERANCE_FACTOR * tol if CountingDAQP.calls == 0 else tol
     assert kkt_residual(qp, warm).total <= limit
-    # here the rounds from these guesses never certify; the active-set method from them does
-    assert CountingDAQP.calls == 0 and solver.last_polish.active_set_iterations > 0
+    if isinstance(bad, str):
+        # the rounds from this guess do not certify; the active-set method from it does, within
+        # its cap (the far guesses need more than the cap: 24 and 27 iterations, then DAQP)
+        assert CountingDAQP.calls == 0 and solver.last_polish.active_set_iterations > 0
+    else:
+        assert CountingDAQP.calls == 1
 
 
 def test_a_guess_of_the_wrong_shape_is_an_error():
@@ -228,8 +232,8 @@ def test_warm_starts_save_library_calls_and_keep_the_answer(monkeypatch):
 
 def test_runs_are_reproducible_with_warm_starts():
     fn, x0, _ = sphere_problem(seed=11)
-    a = solve(fn, x0, print_level=0, maxit=80)
-    b = solve(fn, x0, print_level=0, maxit=80)
+    a = solve(fn, x0, print_level=0, maxit=80, qp_warm_start=True)
+    b = solve(fn, x0, print_level=0, maxit=80, qp_warm_start=True)
     assert a.final.x.tobytes() == b.final.x.tobytes() and a.stat_value == b.stat_value
 
 
