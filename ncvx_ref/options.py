@@ -16,7 +16,7 @@ Which fields the caller set explicitly is remembered (:attr:`Options.explicit`),
 GRANSO checks ``max_fallback_level >= min_fallback_level`` only when the user set
 ``max_fallback_level`` (ALGORITHM.md §19.15).
 
-Three ncvx_ref extensions (defaults keep GRANSO's results): ``exact_cache_distances``,
+Three ncvx_ref extensions (defaults keep GRANSO's behaviour): ``exact_cache_distances``,
 ``random_seed`` and ``qp_warm_start``.  ``bfgs_damping = 0`` means "no damping" here (GRANSO
 1.6.4 crashes, §19.14).
 """

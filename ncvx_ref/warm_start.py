@@ -1,5 +1,8 @@
 """Warm starts of the stationarity QP (ALGORITHM.md §10.3) from the previous iteration's answer.
 
+Opt-in (``qp_warm_start=True``): it pays where the stationarity QPs are degenerate and costly,
+and costs where the QP library answers cheaply (``docs/qp_solvers.md``).
+
 Consecutive iterations solve nearly the same stationarity QP: the cache gains the new point's
 sample and may drop old ones, the rest of the samples and their weights' meaning stay.  The
 previous answer, read per sample, is therefore a good guess of the next one, and its active
@@ -11,7 +14,7 @@ fallback by a few reduced KKT solves from a nearby point.
 
 A guessed answer is accepted only when it certifies to a hundredth of the usual tolerance: a
 degenerate QP has many answers that meet the certificate, some well above the optimal value,
-and the stricter test makes the warm answers closer to it than the cold ones
+and the stricter test made the warm answers closer to it than the cold ones on the measured runs
 (``docs/qp_solvers.md``).  Warm and cold answers agree to that accuracy, not bit for bit; a run
 stays bit-for-bit reproducible, since the guess depends only on the run's own history.
 
