@@ -254,3 +254,27 @@ def test_the_guess_is_held_to_the_stricter_tolerance(monkeypatch):
     assert GUESS_TOLERANCE_FACTOR == 0.01
     assert seen[0] == (True, GUESS_TOLERANCE_FACTOR * tol)
     assert seen[1][0] is False and seen[1][1] in (None, tol)
+
+
+def test_the_fallback_solver_does_not_try_the_guess_again(monkeypatch):
+    """DAQP fails after the guess did not certify: PIQP gets the QP without the guess."""
+    from ncvx_ref.qp.size_switch import SizeSwitchedQPSolver
+
+    class FailingDAQP(DAQPSolver):
+        def _solve_raw(self, qp):
+            raise QPSolverError("daqp reached its iteration limit (test)")
+
+    seen = []
+
+    class RecordingPIQP(PIQPSolver):
+        def solve(self, qp):
+            seen.append(qp.guess)
+            return super().solve(qp)
+
+    qp = degenerate_stationarity_qp(np.random.default_rng(9))
+    y = SizeSwitchedQPSolver(FailingDAQP(), RecordingPIQP()).solve(with_guess(qp, np.full(20, np.nan)))
+    assert seen == [None] and kkt_residual(qp, y).total <= default_tolerance(qp.size)
+    plain = BoxQP(qp.Q, qp.q, qp.lb, qp.ub, qp.eq_coeffs, qp.eq_rhs, qp.kind)
+    assert plain.without_guess() is plain
+    stripped = with_guess(qp, np.zeros(20)).without_guess()
+    assert stripped.guess is None and stripped.Q is qp.Q and stripped.eq_rhs == qp.eq_rhs

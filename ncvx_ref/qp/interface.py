@@ -91,6 +91,13 @@ class BoxQP:
         """True when the QP carries ``A`` (and ``M``) and its dense ``Q`` has not been formed."""
         return self.A is not None and self.__dict__.get("_Q") is None
 
+    def without_guess(self) -> "BoxQP":
+        """The same QP without its guess (``self`` when it has none); a formed ``Q`` is shared."""
+        if self.guess is None:
+            return self
+        return BoxQP(self.__dict__.get("_Q"), self.q, self.lb, self.ub, self.eq_coeffs,
+                     self.eq_rhs, self.kind, self.A, self.M)
+
     def dense_Q(self) -> np.ndarray:
         """``Q`` as a dense ``k x k`` array: the stored one, or ``Aᵀ(M A)`` symmetrized."""
         Q = self.__dict__.get("_Q")

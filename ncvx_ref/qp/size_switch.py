@@ -26,5 +26,7 @@ class SizeSwitchedQPSolver:
             try:
                 return self.small.solve(qp)
             except QPSolverError:
-                pass  # e.g. DAQP on a QP whose equality pins a variable at its bound: PIQP copes
+                # e.g. DAQP on a QP whose equality pins a variable at its bound: PIQP copes.
+                # A guess has been tried already, and would fail again the same way.
+                qp = qp.without_guess()
         return self.large.solve(qp)
