@@ -38,6 +38,8 @@ def quadratic_eq_xp(x):
     (ex2_xp, [5.5, 5.5], dict(mu0=100, limited_mem_size=3)),
     (quadratic_eq_xp, [1.0, 0.5, -0.3, 0.2], dict(maxit=60)),
     (quadratic_eq_xp, [1.0, 0.5, -0.3, 0.2], dict(maxit=40, regularize_threshold=1e3)),
+    (quadratic_eq_xp, [1.0, 0.5, -0.3, 0.2], dict(maxit=60, qp_warm_start=True)),
+    (ex2_xp, [5.5, 5.5], dict(mu0=100, qp_warm_start=True)),
 ])
 def test_array_api_strict_run_matches_numpy(fun, x0, opts):
     ref = ncvx_ref.solve(fun, np.asarray(x0), record_history=True, print_level=0, **opts)

@@ -79,7 +79,8 @@ def run(fixed: bool, monkeypatch, **opts):
 
 @pytest.mark.parametrize("chunk,opts", [(5, dict(ngrad=3, maxit=40, limited_mem_size=10, opt_tol=0.0)),
                                         (5, dict(ngrad=5, maxit=40, opt_tol=0.0)),
-                                        (2, dict(ngrad=5, maxit=40, opt_tol=0.0))])
+                                        (2, dict(ngrad=5, maxit=40, opt_tol=0.0)),
+                                        (2, dict(ngrad=5, maxit=40, opt_tol=0.0, qp_warm_start=True))])
 def test_fixed_shapes_keep_one_shape_and_the_iterates(monkeypatch, chunk, opts):
     monkeypatch.setattr(st, "FIXED_SHAPE_CHUNK", chunk)
     plain, plain_shapes = run(False, monkeypatch, **opts)
