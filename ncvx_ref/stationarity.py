@@ -15,6 +15,7 @@ NumPy and the other eager backends use one matrix of the samples present.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
@@ -195,8 +196,7 @@ def _qp_vectors(pt: PenaltyPoint, l: int):
     Variables: all equality blocks, then the ``l`` objective weights, then all inequality
     blocks; ``c_E``, ``c_I``, ``f`` and ``mu`` are the current point's, repeated per sample.
     """
-    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    m_e, m_i = _constraint_counts(pt)
     ce = to_host(pt.ce) if m_e else np.zeros(0)
     ci = to_host(pt.ci) if m_i else np.zeros(0)
     mu = pt.mu
@@ -387,8 +387,9 @@ class MergedColumns:
     than this one (an SVM with 2,000 margin constraints: ~200,000 variables instead of ~2,100).
 
     ``blocks``: device column blocks in QP-variable order (``[E ... | F | I ...]``).
-    ``groups``: for each variable of the full QP (§10.3's order), the merged variable it went
-    into; :meth:`merge` and :meth:`expand` map answers between the two.
+    ``current``: the current sample's position among the samples; ``f_same``, ``ce_same``,
+    ``ci_same``: for each other sample in order, which of its columns repeat the current's
+    (what the merge was decided from; :attr:`groups` is derived from them).
     """
 
     blocks: List[Array]
@@ -397,7 +398,57 @@ class MergedColumns:
     ub: np.ndarray
     eq: np.ndarray
     mu: float
-    groups: np.ndarray
+    current: int
+    f_same: List[bool]
+    ce_same: Optional[List[np.ndarray]]
+    ci_same: Optional[List[np.ndarray]]
+
+    @functools.cached_property
+    def groups(self) -> np.ndarray:
+        """For each variable of the full QP (§10.3's order), the merged variable it went into.
+
+        Derived on first use (only warm starts need it): the merged variables are numbered in
+        the order :func:`merge_repeated_columns` lays out their columns.
+        """
+        l = len(self.f_same) + 1
+        others = [j for j in range(l) if j != self.current]
+        m_e = 0 if self.ce_same is None else int(self.ce_same[0].shape[0])
+        m_i = 0 if self.ci_same is None else int(self.ci_same[0].shape[0])
+        groups = np.empty(l * (1 + m_e + m_i), dtype=np.intp)
+        position = 0  # the next merged variable
+
+        def constraint_part(same, m, offset):
+            nonlocal position
+            same_of = dict(zip(others, same))
+            repeated = []  # (a sample's first full index, its columns equal to the current's)
+            for j in range(l):
+                base = offset + j * m
+                if j == self.current:
+                    current_pos = np.arange(position, position + m)
+                    groups[base:base + m] = current_pos
+                    position += m
+                    continue
+                keep = np.flatnonzero(~same_of[j])
+                groups[base + keep] = np.arange(position, position + keep.size)
+                position += keep.size
+                repeated.append((base, np.flatnonzero(same_of[j])))
+            for base, cols in repeated:
+                groups[base + cols] = current_pos[cols]
+
+        if self.ce_same is not None:
+            constraint_part(self.ce_same, m_e, 0)
+        f_group = position  # the current point's objective weight and its repeats
+        position += 1
+        for j, same in zip(others, self.f_same):
+            if same:
+                groups[l * m_e + j] = f_group
+            else:
+                groups[l * m_e + j] = position
+                position += 1
+        groups[l * m_e + self.current] = f_group
+        if self.ci_same is not None:
+            constraint_part(self.ci_same, m_i, l * (m_e + 1))
+        return groups
 
     def merge(self, y_full: np.ndarray) -> np.ndarray:
         """A full-QP answer as a merged one (a merged weight is the sum of its members')."""
@@ -419,8 +470,7 @@ def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
     repeats that share their linear term), by exact equality on the device; one small boolean
     vector per sample and block comes back to the host.
     """
-    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    m_e, m_i = _constraint_counts(pt)
     l = len(samples)
     if l < 2 or l * (1 + m_e + m_i) < MERGE_MIN_K:
         return None
@@ -448,61 +498,38 @@ def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
     ci = to_host(pt.ci) if ci_same is not None else None
     blocks: List[Array] = []
     q, lb, ub, eq = [], [], [], []
-    groups = np.empty(l * (1 + m_e + m_i), dtype=np.intp)
-    merged_count = 0  # merged variables so far
 
-    def take_positions(count: int) -> np.ndarray:
-        """The next ``count`` merged variables' positions."""
-        nonlocal merged_count
-        merged_count += count
-        return np.arange(merged_count - count, merged_count)
-
-    def constraint_blocks(vals, same, get, lo_sign, full_offset):
-        m = vals.shape[0]
+    def constraint_blocks(vals, same, get, lo_sign):
         count = 1.0 + np.sum(np.stack(same), axis=0)  # multiplicity of the current point's columns
         same_of = {id(s): r for s, r in zip(others, same)}
-        repeated = []  # (full index of a sample's block, its columns equal to the current's)
-        current_pos = None
-        for j, s in enumerate(samples):
-            base = full_offset + j * m
+        for s in samples:
             if s is current:
-                current_pos = take_positions(m)
-                groups[base:base + m] = current_pos
                 blocks.append(get(s))
                 q.append(-vals); lb.append(lo_sign * count); ub.append(count)
-                eq.append(np.zeros(m))
+                eq.append(np.zeros(vals.shape[0]))
                 continue
-            mask = same_of[id(s)]
-            repeated.append((base, np.flatnonzero(mask)))
-            keep = np.flatnonzero(~mask)
+            keep = np.flatnonzero(~same_of[id(s)])
             if keep.size == 0:
                 continue
-            groups[base + keep] = take_positions(keep.size)
             cols = get(s)
-            blocks.append(cols if keep.size == m
+            blocks.append(cols if keep.size == vals.shape[0]
                           else xp.take(cols, xp.asarray(keep, device=backend.device), axis=1))
             q.append(-vals[keep]); lb.append(lo_sign * np.ones(keep.size)); ub.append(np.ones(keep.size))
             eq.append(np.zeros(keep.size))
-        for base, cols in repeated:
-            groups[base + cols] = current_pos[cols]
 
     if ce is not None:
-        constraint_blocks(ce, ce_same, lambda s: s.ce_grad, -1.0, 0)
+        constraint_blocks(ce, ce_same, lambda s: s.ce_grad, -1.0)
     f_cols = [current.f_grad] + [s.f_grad for s, same in zip(others, f_same) if not same]
     blocks.append(xp.stack(f_cols, axis=1))
     nf = len(f_cols)
-    f_pos = take_positions(nf)
-    other_f = iter(f_pos[1:])
-    same_of_f = {id(s): same for s, same in zip(others, f_same)}
-    for j, s in enumerate(samples):
-        groups[l * m_e + j] = (f_pos[0] if s is current or same_of_f[id(s)] else next(other_f))
     q.append(np.full(nf, -f_val)); lb.append(np.zeros(nf))
     ub.append(np.concatenate([[mu * (1 + sum(f_same))], np.full(nf - 1, mu)]))
     eq.append(np.ones(nf))
     if ci is not None:
-        constraint_blocks(ci, ci_same, lambda s: s.ci_grad, 0.0, l * (m_e + 1))
+        constraint_blocks(ci, ci_same, lambda s: s.ci_grad, 0.0)
+    current_index = next(j for j, s in enumerate(samples) if s is current)
     return MergedColumns(blocks, np.concatenate(q), np.concatenate(lb), np.concatenate(ub),
-                         np.concatenate(eq), mu, groups)
+                         np.concatenate(eq), mu, current_index, f_same, ce_same, ci_same)
 
 
 def _termination_qp_merged(pt: PenaltyPoint, merged: MergedColumns, apply_Hqp, qp_solver,
@@ -562,8 +589,7 @@ def _termination_qp(pt: PenaltyPoint, samples: List[GradientSample], apply_Hqp, 
     """
     l = len(samples)
     n = int(pt.x.shape[0])
-    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    m_e, m_i = _constraint_counts(pt)
     if wants_structure(qp_solver, n, l * (1 + m_e + m_i)):
         available, M = host_metric(apply_Hqp, n, backend)
         if available:
@@ -600,8 +626,7 @@ def _termination_qp_structured(pt: PenaltyPoint, samples: List[GradientSample], 
         warm.remember(pt, y)  # the lifted path takes no guess; the next dense QP may
     if y is None:
         return backend.full((int(pt.x.shape[0]),), math.inf), 4
-    m_e = 0 if pt.ce is None else int(pt.ce.shape[0])
-    m_i = 0 if pt.ci is None else int(pt.ci.shape[0])
+    m_e, m_i = _constraint_counts(pt)
     return -apply_Hqp(_combine(samples, y, m_e, m_i, backend)), n_qp
 
 

@@ -65,12 +65,17 @@ def test_memory_forgets_on_a_failed_or_non_finite_answer():
     assert len(memory) == 0
 
 
-@pytest.mark.parametrize("l,m_e,m_i,lin_e,lin_i", [(40, 0, 30, 0, 20), (25, 10, 50, 3, 50)])
-def test_merged_maps_keep_the_combination_and_the_bounds(l, m_e, m_i, lin_e, lin_i):
+@pytest.mark.parametrize("l,m_e,m_i,lin_e,lin_i,f_repeats", [(40, 0, 30, 0, 20, 0),
+                                                              (25, 10, 50, 3, 50, 0),
+                                                              (12, 2, 6, 1, 3, 4)])
+def test_merged_maps_keep_the_combination_and_the_bounds(l, m_e, m_i, lin_e, lin_i, f_repeats):
     rng = np.random.default_rng(l)
     n = 15
     samples = neighbourhood(rng, l, n, m_e, m_i, lin_e, lin_i)
     current = samples[l // 3]
+    for j in (0, 2, l - 3, l - 1)[:f_repeats]:  # samples whose objective gradient repeats too
+        s = samples[j]
+        samples[j] = GradientSample(s.x, current.f_grad.copy(), s.ci_grad, s.ce_grad)
     pt = point(rng, current, n, m_e, m_i, mu=0.7)
     merged = merge_repeated_columns(pt, samples, current, Backend.of(pt.x))
     k_full = l * (1 + m_e + m_i)
