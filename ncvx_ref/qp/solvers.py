@@ -11,7 +11,7 @@ at most one equality) in the same four steps:
    separable ``Q``), certified by the KKT residual; for ``k <= 3`` without equality,
    :func:`~ncvx_ref.qp.small.vertex` answers a QP whose answer is a vertex of the box with
    strictly signed multipliers;
-   With a ``guess`` (and ``polish=True``, ``k > 8``), polishing starts from it (its rounds,
+   with a ``guess`` (and ``polish=True``, ``k > 8``), polishing starts from it (its rounds,
    then the exact active-set method): when that certifies to :data:`GUESS_TOLERANCE_FACTOR`
    times the tolerance, the answer is returned and the library is not called (the
    stationarity QP, warm-started from the previous iteration's answer: ``docs/qp_solvers.md``);
