@@ -156,12 +156,12 @@ def test_any_guess_gives_a_certified_answer(bad):
     # from the guess (no library call) only at the stricter tolerance; else the library's answer
     limit = GUESS_TOLERANCE_FACTOR * tol if CountingDAQP.calls == 0 else tol
     assert kkt_residual(qp, warm).total <= limit
+    assert CountingDAQP.calls in (0, 1)
     if isinstance(bad, str):
         # the rounds from this guess do not certify; the active-set method from it does, within
-        # its cap (the far guesses need more than the cap: 24 and 27 iterations, then DAQP)
+        # its cap (whether the far guesses do depends on rounding: before the compiled kernel
+        # they needed 24 and 27 iterations, over the cap, and went to DAQP)
         assert CountingDAQP.calls == 0 and solver.last_polish.active_set_iterations > 0
-    else:
-        assert CountingDAQP.calls == 1
 
 
 def test_a_guess_of_the_wrong_shape_is_an_error():
@@ -222,6 +222,9 @@ def test_runs_warm_start_their_stationarity_qps():
 
 
 def test_warm_starts_save_library_calls_and_keep_the_answer(monkeypatch):
+    # The guesses against the library alone: the default's cold-start active set (which
+    # answers nearly all of these QPs without a library either way) is switched off.
+    monkeypatch.setattr("ncvx_ref.qp.default.ACTIVE_SET_FIRST_MAX_K", 0)
     calls = {}
     for warm in (False, True):
         CountingDAQP.calls = 0

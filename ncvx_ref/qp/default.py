@@ -27,11 +27,18 @@ DEFAULT_QP_SOLVER = "daqp+piqp"
 #: the default solver's DAQP iterations before the QP goes to PIQP (docs/qp_solvers.md)
 DAQP_ITERATIONS_BEFORE_PIQP = 1000
 
+#: QPs of ``8 < k <=`` this many variables go to the compiled exact active-set method from a
+#: cold start before any library (docs/qp_solvers.md, "Cold-start active set first")
+ACTIVE_SET_FIRST_MAX_K = 200
+
 
 def default_qp_solver() -> QPSolver:
     """A fresh instance of the default QP solver: DAQP for small dense QPs and PIQP (both
     polished) for larger ones (:class:`~ncvx_ref.qp.size_switch.SizeSwitchedQPSolver`), and the
-    lifted path (:class:`~ncvx_ref.qp.lifted.LiftedQPSolver`) for structured ones.
+    lifted path (:class:`~ncvx_ref.qp.lifted.LiftedQPSolver`) for structured ones.  QPs of
+    ``8 < k <=`` :data:`ACTIVE_SET_FIRST_MAX_K` variables are first solved by the exact
+    active-set method from a cold start; a library is called only when that does not certify
+    (all 1640 such QPs of the reference corpus certified, in a median 0.48 of the library's time).
 
     DAQP gives up after :data:`DAQP_ITERATIONS_BEFORE_PIQP` iterations and PIQP takes the QP:
     on the 2629 QPs with ``8 < k <= 64`` of the reference runs, the 7% that need more are 82% of
@@ -41,8 +48,11 @@ def default_qp_solver() -> QPSolver:
     A solver given by name (``qp_solver="piqp"``) does not ask for structured QPs, so it keeps
     every QP on the dense path.
     """
-    daqp = DAQPSolver(iter_limit=DAQP_ITERATIONS_BEFORE_PIQP, limit_is_failure=True)
-    return LiftedQPSolver(dense=SizeSwitchedQPSolver(daqp, PIQPSolver()), name=DEFAULT_QP_SOLVER)
+    first = ACTIVE_SET_FIRST_MAX_K
+    daqp = DAQPSolver(iter_limit=DAQP_ITERATIONS_BEFORE_PIQP, limit_is_failure=True,
+                      active_set_first_max_k=first)
+    piqp = PIQPSolver(active_set_first_max_k=first)
+    return LiftedQPSolver(dense=SizeSwitchedQPSolver(daqp, piqp), name=DEFAULT_QP_SOLVER)
 
 
 def available_qp_solvers() -> list[str]:

@@ -27,10 +27,13 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 from scipy.linalg.lapack import dpotrf as _potrf, dpotrs as _potrs
 
+from .active_set_kernel import (CHOLESKY_MIN_RCOND as _CHOLESKY_MIN_RCOND, FLAT_REL as _FLAT_REL,
+                                STATUS_NAMES, keep_support_free, run_active_set)
+from .active_set_kernel import newton_on_free as _newton_kernel
 from .interface import BoxQP
 
 __all__ = ["KKTResidual", "PolishOutcome", "ActiveSetOutcome", "kkt_residual",
-           "default_tolerance", "polish", "active_set_solve", "estimate_eq_multiplier"]
+           "default_tolerance", "polish", "active_set_solve", "cold_start", "estimate_eq_multiplier"]
 
 
 class KKTResidual(NamedTuple):
@@ -117,6 +120,11 @@ class _Scales(NamedTuple):
 
 
 _EPS = float(np.finfo(np.float64).eps)
+
+
+def _c64(x: np.ndarray) -> np.ndarray:
+    """``x`` as a C-contiguous float64 array (no copy when it is one): what the kernels take."""
+    return np.ascontiguousarray(x, dtype=np.float64)
 
 
 def default_tolerance(k: int) -> float:
@@ -215,9 +223,6 @@ def _zero_is_exact(qp: BoxQP, sc: _Scales) -> bool:
     return float(_max(_abs(np.minimum(np.maximum(-(g * (w / sc.s)), lb), ub)))) / w == 0.0
 
 
-_CHOLESKY_MIN_RCOND = 1e-12  # below this (estimated) reciprocal condition, use the eig path
-_FLAT_REL = 1e-11  # eigenvalues of the reduced Q below this fraction of its scale are flat
-
 
 class _ReducedKKT:
     """Null-space solver of the reduced KKT system ``[Q_ff a_f; a_fᵀ 0]`` for Newton corrections.
@@ -232,6 +237,9 @@ class _ReducedKKT:
     positive definite, else by an eigendecomposition: Newton on its curved directions, and
     ``flat``, the descent direction of the gradient left in its flat directions (there the QP is
     linear and its minimizer lies on a bound).  Factored once per active set.
+
+    The dense path runs the compiled twin of this class (``active_set_kernel.reduced_step``);
+    this one serves the lifted path (``lifted._PivotedReducedKKT``) and is its reference.
     """
 
     def __init__(self, Q_ff: np.ndarray, a_f: Optional[np.ndarray]) -> None:
@@ -257,13 +265,18 @@ class _ReducedKKT:
         m = R.shape[0]
         if m == 0:
             return
+        # The scale of Q_ff's rounding noise: a reduced Hessian that is all noise (Q's range
+        # along a_f) is flat, however well conditioned the noise looks.
+        self.q_scale = float(_max(Q_ff.diagonal()))
         diag = R.diagonal()
         if _min(diag) > 0.0:
             # LAPACK directly: scipy's wrappers cost more than the factorization at f ~ 5.
             L, info = _potrf(R, lower=1, clean=1)
             if info == 0:
                 ld = L.diagonal()
-                if (_min(ld) / _max(ld)) ** 2 > _CHOLESKY_MIN_RCOND:
+                lo = float(_min(ld))
+                if ((lo / _max(ld)) ** 2 > _CHOLESKY_MIN_RCOND
+                        and lo * lo > _CHOLESKY_MIN_RCOND * self.q_scale):
                     self.chol = L
                     return
         self._factor_singular(R, diag)
@@ -274,7 +287,7 @@ class _ReducedKKT:
         # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
         # those directions are treated as linear, which the line step handles exactly anyway.
         thresh = _FLAT_REL * max(float(_max(_abs(lam), initial=0.0)),
-                                 float(_max(diag, initial=0.0)))
+                                 float(_max(diag, initial=0.0)), self.q_scale)
         self.curved = lam > thresh
         self.eig = (lam, V)
 
@@ -513,30 +526,18 @@ def newton_on_free(qp: BoxQP, y: np.ndarray, idx: np.ndarray,
                    lam: float) -> tuple[float, Optional[np.ndarray]]:
     """Minimize the QP over the free variables ``idx`` with the others fixed, in place on ``y``.
 
-    One Newton step of the reduced KKT system (:class:`_ReducedKKT`) plus one refinement step;
-    a non-finite step is not taken.  Returns the updated equality multiplier and the first
-    step's component in the flat directions of the reduced ``Q`` (None where it has none).
+    One Newton step of the reduced KKT system plus one refinement step, compiled
+    (:func:`ncvx_ref.qp.active_set_kernel.newton_on_free`); a non-finite step is not taken.
+    Returns the updated equality multiplier and the first step's component in the flat
+    directions of the reduced ``Q`` (None where it has none).
     """
     a = qp.eq_coeffs
-    Q_rows = qp.Q.take(idx, 0)  # C-ordered, as Q[np.ix_(idx, idx)]: same BLAS kernels
-    q_f = qp.q.take(idx)
-    a_f = None if a is None else a.take(idx)
-    kkt = _ReducedKKT(Q_rows.take(idx, 1), a_f)
-    d_null = None
-    for refine in range(2):
-        g = Q_rows @ y + q_f
-        r_eq = 0.0
-        if a is not None:
-            g = g + lam * a_f
-            r_eq = float(np.dot(a, y)) - qp.eq_rhs
-        d, dlam, flat = kkt.step(g, r_eq)
-        if not (_count(np.isfinite(d)) == d.size and math.isfinite(dlam)):
-            break
-        y[idx] += d
-        lam += dlam
-        if refine == 0:
-            d_null = flat
-    return lam, d_null
+    has_eq = a is not None
+    lam, flat, has_flat = _newton_kernel(
+        _c64(qp.Q), _c64(qp.q), _c64(a) if has_eq else np.zeros(y.shape[0]), has_eq,
+        float(qp.eq_rhs) if has_eq else 0.0, y, np.ascontiguousarray(idx, dtype=np.int64),
+        float(lam))
+    return lam, (flat if has_flat else None)
 
 
 def _line_step(qp: BoxQP, y: np.ndarray, z: np.ndarray, p: Optional[np.ndarray],
@@ -612,6 +613,38 @@ def default_active_set_iter(k: int) -> int:
     return 50 + 2 * k
 
 
+def cold_start(qp: BoxQP) -> np.ndarray:
+    """A start for :func:`active_set_solve` without a guess: a point with few free variables.
+
+    ``0`` clipped to the box; with the equality, the one support variable that satisfies it
+    alone (the others at their start) and gives the lowest objective, where one exists.  The
+    method then adds variables one by one, so its factorizations stay small.  (Spreading the
+    equality over its whole support instead frees all of it at once: on a 200-variable
+    stationarity QP, a first factorization of all 200 variables, usually singular.)
+    """
+    y = np.clip(np.zeros(qp.size), qp.lb, qp.ub)
+    a = qp.eq_coeffs
+    if a is None:
+        return y
+    support = np.flatnonzero(a)
+    if support.size == 0:
+        return y
+    a_s = a[support]
+    rest = qp.eq_rhs - float(np.dot(a, y)) + a_s * y[support]  # b minus the others' share
+    value = rest / a_s
+    ok = (value >= qp.lb[support]) & (value <= qp.ub[support])
+    if not ok.any():
+        return _restore_equality(qp, y)
+    # objective change of moving y_j alone from y[j] to value_j
+    step = value - y[support]
+    g = qp.Q[support] @ y + qp.q[support]
+    change = step * g + 0.5 * step * step * qp.Q[support, support]
+    change[~ok] = np.inf
+    j = int(np.argmin(change))
+    y[support[j]] = value[j]
+    return y
+
+
 def _restore_equality(qp: BoxQP, y: np.ndarray) -> np.ndarray:
     """Make ``a·y = b`` hold (to rounding) by moving variables inside their bounds.
 
@@ -635,33 +668,14 @@ def _restore_equality(qp: BoxQP, y: np.ndarray) -> np.ndarray:
     return y
 
 
-def _keep_support_free(a: Optional[np.ndarray], movable: np.ndarray, at_lb: np.ndarray,
-                       at_ub: np.ndarray, prefer: Optional[np.ndarray] = None) -> None:
-    """Keep one variable of the equality's support out of the working set (in place).
-
-    With every support variable fixed at a bound, the equality's gradient would depend on the
-    bound gradients and its multiplier would be undetermined; one of them stays "free" (it
-    may sit at its bound: the equality keeps it there until another one is released).
-    """
-    if a is None:
-        return
-    support = (a != 0.0) & movable
-    if not support.any() or (support & ~(at_lb | at_ub)).any():
-        return
-    candidates = np.flatnonzero(support & prefer) if prefer is not None else np.zeros(0, int)
-    if candidates.size == 0:
-        candidates = np.flatnonzero(support)
-    j = int(candidates[0])
-    at_lb[j] = at_ub[j] = False
-
-
 def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = None,
-                     max_iter: Optional[int] = None) -> ActiveSetOutcome:
+                     max_iter: Optional[int] = None,
+                     work_limit: Optional[float] = None) -> ActiveSetOutcome:
     """Solve ``qp`` exactly with a primal active-set method warm-started at ``y_start``.
 
     The working set holds the bounds a variable is fixed at (the equality is always in it).
     Each iteration minimizes the QP over the free variables with the working-set bounds as
-    equalities (:class:`_ReducedKKT`): a Newton step where the reduced ``Q`` is curved; where
+    equalities (``active_set_kernel.reduced_step``): a Newton step where the reduced ``Q`` is curved; where
     it is flat (``Q`` is PSD and usually singular) and the gradient has a component there, the
     QP is linear along that direction and unbounded on the working set, so the step follows it
     to the nearest bound.  A step blocked by a bound adds that bound; at the minimizer of the
@@ -669,13 +683,17 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     multiplier has the right sign.  Against cycling on degenerate vertices (many bounds met at
     once: duplicated gradients), after repeated zero-length steps the smallest-index rule
     (Bland) chooses the bound to release.  ``y_start`` need not be feasible: it is clipped to
-    the box and the equality restored first.
+    the box and the equality restored first.  The iterations run compiled
+    (:func:`ncvx_ref.qp.active_set_kernel.run_active_set`); the start and the certificate are
+    prepared here.
 
     **Arguments:**
 
     - ``tol``: certification tolerance of :func:`kkt_residual` (default
       :func:`default_tolerance`); multipliers wrong by less than a tenth of it are accepted.
     - ``max_iter``: iteration cap (default :func:`default_active_set_iter`).
+    - ``work_limit``: cap on ``Σ f³`` over the factorizations of ``f`` free variables (an
+      eigendecomposition counts 9 times; default ``2e10``, a few seconds of LAPACK).
 
     **Returns:** an :class:`ActiveSetOutcome`; ``y`` is feasible whatever the status.
     """
@@ -697,98 +715,17 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     y = _restore_equality(qp, y)
     at_lb = (y == lb) | fixed
     at_ub = (y == ub) & ~at_lb
-    _keep_support_free(a, movable, at_lb, at_ub)
-
-    lam = 0.0
-    degenerate = 0  # consecutive zero-length steps
-    refinements = 0
-    status = "max_iter"
-    work = 0.0
-    it = 0
-    while it < max_iter:
-        it += 1
-        idx = np.flatnonzero(~(at_lb | at_ub))
-        g = Q @ y + q
-        if idx.size:
-            work += float(idx.size) ** 3
-            if work > _WORK_LIMIT:
-                status = "work_limit"
-                break
-            a_f = None if a is None else a[idx]
-            Q_ff = Q[np.ix_(idx, idx)]
-            r_eq = 0.0 if a is None else float(np.dot(a, y)) - qp.eq_rhs
-            kkt = _ReducedKKT(Q_ff, a_f)
-            if kkt.eig is not None:
-                work += 8.0 * float(idx.size) ** 3  # an eigendecomposition costs ~9 Cholesky
-            d, lam_new, flat = kkt.step(g[idx], r_eq)
-            if not (np.all(np.isfinite(d)) and np.isfinite(lam_new)):
-                status = "numerical"
-                break
-            along_flat = flat is not None and float(np.max(np.abs(flat))) > thr
-            p = flat if along_flat else d
-            if a_f is not None and np.count_nonzero(a_f) == 1:
-                # The one free support variable is held by the equality (its step is zero in
-                # exact arithmetic): a rounding-level step must not let its bound block.
-                j = int(np.flatnonzero(a_f)[0])
-                p = p.copy()
-                p[j] = -r_eq / a_f[j] if not along_flat else 0.0
-            yf = y[idx]
-            pmax = float(np.max(np.abs(p), initial=0.0))
-            # Components at rounding level relative to the step do not block it.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t_lb = np.where(p < -_EPS * pmax, (lb[idx] - yf) / p, np.inf)
-                t_ub = np.where(p > _EPS * pmax, (ub[idx] - yf) / p, np.inf)
-            t_max = max(0.0, float(min(np.min(t_lb, initial=np.inf), np.min(t_ub, initial=np.inf))))
-            if along_flat:
-                slope = float(np.dot(g[idx], p))
-                curv = float(p @ (Q_ff @ p))
-                alpha = t_max
-                if curv > 0.0 and -slope / curv < t_max:
-                    alpha = -slope / curv  # slightly curved after all: its exact minimizer
-                if not np.isfinite(alpha):
-                    status = "numerical"
-                    break
-            else:
-                alpha = min(1.0, t_max)
-                lam = lam_new
-            y[idx] = np.clip(yf + alpha * p, lb[idx], ub[idx])
-            if alpha == t_max:  # blocked: the bounds met join the working set
-                hit_lb = np.zeros(k, dtype=bool)
-                hit_ub = np.zeros(k, dtype=bool)
-                hit_lb[idx] = t_lb <= alpha
-                hit_ub[idx] = (t_ub <= alpha) & ~hit_lb[idx]
-                y[hit_lb] = lb[hit_lb]
-                y[hit_ub] = ub[hit_ub]
-                at_lb |= hit_lb
-                at_ub |= hit_ub
-                _keep_support_free(a, movable, at_lb, at_ub, prefer=hit_lb | hit_ub)
-                degenerate = degenerate + 1 if alpha == 0.0 else 0
-                continue
-            if along_flat:
-                continue
-        # y minimizes the QP on the working set: check the signs of the bound multipliers.
-        g = Q @ y + q
-        if a is not None:
-            free_support = (a != 0.0) & ~(at_lb | at_ub)
-            if free_support.any():
-                af = a[free_support]
-                lam = float(-np.dot(af, g[free_support]) / np.dot(af, af))
-            else:
-                lam = 0.0  # the support is all fixed: the equality is a constant
-            z = g + lam * a
-        else:
-            z = g
-        wrong = np.maximum(np.where(at_lb & movable, -z, 0.0), np.where(at_ub & movable, z, 0.0))
-        if not np.any(wrong > thr):
-            res = _residual(qp, y, lam if a is not None else None, sc)
-            if res.total <= tol:
-                return ActiveSetOutcome(y, lam, res, True, it, "optimal")
-            refinements += 1  # another Newton step on the same working set refines y
-            if refinements > 3:
-                status = "stalled"
-                break
-            continue
-        j = int(np.flatnonzero(wrong > thr)[0]) if degenerate > 2 else int(np.argmax(wrong))
-        at_lb[j] = at_ub[j] = False
-    res = _residual(qp, y, lam if a is not None else None, sc)
-    return ActiveSetOutcome(y, lam, res, res.total <= tol, it, status)
+    has_eq = a is not None
+    a_or_zeros = _c64(a) if has_eq else np.zeros(k)
+    keep_support_free(a_or_zeros, has_eq, movable, at_lb, at_ub, np.zeros(k, dtype=bool))
+    status, lam, it = run_active_set(
+        _c64(Q), _c64(q), _c64(lb), _c64(ub), a_or_zeros,
+        has_eq, float(qp.eq_rhs) if has_eq else 0.0, y, at_lb, at_ub, movable,
+        float(tol), float(thr), float(w), float(s), float(sc.a), int(max_iter),
+        float(_WORK_LIMIT if work_limit is None else work_limit))
+    res = _residual(qp, y, lam if has_eq else None, sc)
+    certified = res.total <= tol
+    name = STATUS_NAMES[status]
+    if name == "optimal" and not certified:
+        name = "stalled"  # the kernel's residual passed, NumPy's rounding of it did not
+    return ActiveSetOutcome(y, lam, res, certified, it, name)

@@ -15,6 +15,10 @@ at most one equality) in the same four steps:
    then the exact active-set method): when that certifies to :data:`GUESS_TOLERANCE_FACTOR`
    times the tolerance, the answer is returned and the library is not called (the
    stationarity QP, warm-started from the previous iteration's answer: ``docs/qp_solvers.md``);
+   with ``active_set_first_max_k`` (the default solver: 200), a QP of ``8 < k <=`` that many
+   variables goes to the exact active-set method from a cold start
+   (:func:`~ncvx_ref.qp.polish.active_set_solve`), and to the library only when that does not
+   certify within :data:`COLD_WORK_FACTOR` ``· k³`` of factorization work;
 3. the library solves the QP with tight tolerances (``Q`` is PSD and often singular: each
    adapter uses the library's own support for that, e.g. DAQP's proximal iterations);
 4. with ``polish=True`` (the default) :func:`~ncvx_ref.qp.polish.polish` makes the answer exact
@@ -40,7 +44,8 @@ import numpy as np
 from . import small
 from .interface import BoxQP, QPSolverError
 from .pinned import PinnedVariable
-from .polish import _Scales, _residual, _zero_is_exact, default_tolerance, polish
+from .polish import (PolishOutcome, _Scales, _residual, _zero_is_exact, active_set_solve,
+                     cold_start, default_tolerance, polish)
 
 _count = np.count_nonzero
 _add_reduce = np.add.reduce
@@ -146,6 +151,11 @@ def closed_form(qp: BoxQP, tol: Optional[float] = None, *,
 #: this tolerance, more than cold at the full one (docs/qp_solvers.md).
 GUESS_TOLERANCE_FACTOR = 0.01
 
+#: Work budget of the cold-start active-set attempt, in units of ``k³`` (``Σ f³`` over its
+#: factorizations, see :func:`~ncvx_ref.qp.polish.active_set_solve`): a QP it cannot certify
+#: within that goes to the library at the cost of a few dense factorizations of its size.
+COLD_WORK_FACTOR = 20.0
+
 
 def guess_active_set_iter(k: int) -> int:
     """Iteration cap of the active-set method started from a guess (``k`` variables).
@@ -175,13 +185,18 @@ class LibraryQPSolver:
 
     - ``polish``: polish the library's answer to an exact one (default True).
     - ``tol``: KKT certification tolerance (default :func:`~ncvx_ref.qp.polish.default_tolerance`).
+    - ``active_set_first_max_k``: QPs of ``8 < k <=`` this many variables are solved by the
+      exact active-set method from a cold start first, and by the library only when that does
+      not certify (default 0: never; with ``polish=True`` only).
     """
 
     library: str = "?"
 
-    def __init__(self, *, polish: bool = True, tol: Optional[float] = None) -> None:
+    def __init__(self, *, polish: bool = True, tol: Optional[float] = None,
+                 active_set_first_max_k: int = 0) -> None:
         self.polish = polish
         self.tol = tol
+        self.active_set_first_max_k = int(active_set_first_max_k)
         self.name = self.library if polish else f"{self.library}-raw"
         self.last_polish = None  # PolishOutcome of the latest call (diagnostics), None if unused
 
@@ -216,6 +231,14 @@ class LibraryQPSolver:
             if out.certified:  # exact from the guess (rounds, else the active-set method)
                 self.last_polish = out
                 return out.y
+        if self.polish and small.SMALL_MAX_K < qp.size <= self.active_set_first_max_k:
+            k = qp.size
+            exact = active_set_solve(qp, cold_start(qp), tol=self.tol,
+                                     work_limit=COLD_WORK_FACTOR * float(k) ** 3)
+            if exact.certified:
+                self.last_polish = PolishOutcome(exact.y, True, exact.residual, None, 0,
+                                                 exact.iterations)
+                return exact.y
         try:
             y, ok, status = self._solve_raw(qp)
         except QPSolverError:
@@ -263,8 +286,8 @@ class DAQPSolver(LibraryQPSolver):
 
     def __init__(self, *, polish: bool = True, tol: Optional[float] = None,
                  eps_prox: float = 1e-6, iter_limit: int = 20000,
-                 limit_is_failure: bool = False) -> None:
-        super().__init__(polish=polish, tol=tol)
+                 limit_is_failure: bool = False, active_set_first_max_k: int = 0) -> None:
+        super().__init__(polish=polish, tol=tol, active_set_first_max_k=active_set_first_max_k)
         self.eps_prox = eps_prox
         self.iter_limit = int(iter_limit)
         self.limit_is_failure = bool(limit_is_failure)
@@ -331,8 +354,8 @@ class PIQPSolver(LibraryQPSolver):
     library = "piqp"
 
     def __init__(self, *, polish: bool = True, tol: Optional[float] = None,
-                 max_iter: Optional[int] = None) -> None:
-        super().__init__(polish=polish, tol=tol)
+                 max_iter: Optional[int] = None, active_set_first_max_k: int = 0) -> None:
+        super().__init__(polish=polish, tol=tol, active_set_first_max_k=active_set_first_max_k)
         self.max_iter = (60 if polish else 500) if max_iter is None else int(max_iter)
 
     def _solve_raw(self, qp: BoxQP) -> tuple[np.ndarray, bool, str]:
