@@ -613,6 +613,39 @@ def default_active_set_iter(k: int) -> int:
     return 50 + 2 * k
 
 
+#: Multiple of the rounding bound of ``z = Qy + q + λa`` below which :func:`_sign_threshold` never
+#: goes (the bound itself is a worst case: 10 made maxquad's answers 5x less accurate).
+_Z_ROUNDING = 1.0
+
+
+def _sign_threshold(qp: BoxQP, tol: float, sc: _Scales) -> float:
+    """Gradient size below which :func:`active_set_solve` does not trust a multiplier's sign.
+
+    A tenth of the tolerance on the gradient scale with ``q``'s share along ``a`` removed, but
+    not below the rounding of ``z = Qy + q + λa``, whose terms cancel, and not above a tenth of
+    the tolerance on the residual's own scale ``S``.  Why not ``S`` alone: adding ``c·a`` to
+    ``q`` changes nothing on the feasible set (the multiplier absorbs it), yet it can set ``S``:
+    the stationarity QP's objective block carries a constant (ALGORITHM.md §10.3), often far
+    larger than ``|Q|·W`` near a stationary point.  On ``S`` the method stopped at working sets
+    whose objective was still 1e-14..1e-13 above the optimum where the stationarity value
+    ``sqrt(yᵀQy)`` is about 1e-8 (maxquad_K5_n10's last termination QPs: ``yᵀQy`` 4e-14..1e-13
+    against 3e-16..7e-16 on this scale).
+    """
+    Q = qp.Q
+    s_q = (float(_max(_abs(Q), axis=None)) if Q.size else 0.0) * sc.w
+    s_free = s_q
+    a = qp.eq_coeffs
+    support = None if a is None else a != 0.0
+    if support is not None and _count(support):
+        ratio = qp.q[support] / a[support]
+        centred = qp.q - 0.5 * (float(_max(ratio)) + float(_min(ratio))) * a
+        s_free = max(s_free, _abs_max(centred))
+    else:
+        s_free = max(s_free, _abs_max(qp.q))
+    rounding = _Z_ROUNDING * _EPS * (qp.size * s_q + 2.0 * sc.s)
+    return min(0.1 * tol * sc.s, max(0.1 * tol * s_free, rounding))
+
+
 def cold_start(qp: BoxQP) -> np.ndarray:
     """A start for :func:`active_set_solve` without a guess: a point with few free variables.
 
@@ -705,7 +738,7 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     w, s = sc.w, sc.s
     fixed = lb == ub
     movable = ~fixed
-    thr = 0.1 * tol * s  # gradient size below which a multiplier sign or a flat slope is noise
+    thr = _sign_threshold(qp, tol, sc)
 
     y = np.clip(np.asarray(y_start, dtype=np.float64), lb, ub)
     near_lb = y <= lb + _START_SNAP_REL * w
