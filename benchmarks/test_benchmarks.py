@@ -140,7 +140,8 @@ def test_worker_end_to_end(tmp_path):
     path = tmp_path / "eig.npz"
     np.savez(path, **data)
     jobs = [{"label": "eig", "kind": "bench", "problem": "eigen", "data": str(path), "solver": s,
-             "options": {"print_level": 0}, "repeats": 2, "trace": True} for s in ("ncvx_ref", "slsqp")]
+             "options": {"print_level": 0}, "repeats": 2, "trace": True}
+            for s in ("ncvx_ref", "slsqp", "ncvx_ref")]
     jp, op = tmp_path / "jobs.json", tmp_path / "out.json"
     jp.write_text(json.dumps(jobs))
     subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "worker.py"), str(jp), str(op)],
@@ -154,6 +155,8 @@ def test_worker_end_to_end(tmp_path):
         assert 0.0 <= r["user_s"] <= r["wall_s"] and r["repeats"] == 2
         assert r["trace"] and r["trace"][-1][1] == pytest.approx(r["f_final"], abs=1e-6)
     assert rows[0]["deterministic"]
+    # one untimed warm-up solve per solver and process, before its first job
+    assert rows[0]["warm_up_s"] > 0.0 and rows[1]["warm_up_s"] > 0.0 and rows[2]["warm_up_s"] == 0.0
 
 
 @pytest.mark.skipif(not os.path.isdir(CASES), reason="shared/granso_reference/cases not present")
