@@ -247,3 +247,13 @@ def test_a_constant_along_the_equality_does_not_loosen_the_active_set_answer():
             assert res.certified
             out.append(res.y @ qp.Q @ res.y)
     assert max(shifted) <= 2.0 * max(plain)
+
+
+def test_numba_loads_only_when_a_qp_needs_the_kernel():
+    """``import ncvx_ref`` (and the problem definitions) work without importing Numba: the
+    PyGRANSO benchmark venv rebuilds the reference problems with no Numba installed."""
+    import subprocess
+    import sys
+    code = ("import sys, ncvx_ref, ncvx_ref.problems, ncvx_ref.qp.polish; "
+            "assert 'numba' not in sys.modules, 'numba imported at import time'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -27,15 +27,14 @@ import math
 import numpy as np
 from numba import njit
 
+# The thresholds of the NumPy reference (polish._ReducedKKT), shared.
+from .polish import CHOLESKY_MIN_RCOND, FLAT_REL
+
 #: Status codes of :func:`run_active_set`, by index the names ``ActiveSetOutcome.status`` uses.
 STATUS_NAMES = ("optimal", "max_iter", "work_limit", "stalled", "numerical")
 OPTIMAL, MAX_ITER, WORK_LIMIT, STALLED, NUMERICAL = range(5)
 
 _EPS = float(np.finfo(np.float64).eps)
-#: Below this (estimated) reciprocal condition, a reduced Hessian is factored by ``eigh``.
-CHOLESKY_MIN_RCOND = 1e-12
-#: Eigenvalues of the reduced Hessian below this fraction of its scale are flat.
-FLAT_REL = 1e-11
 
 
 @njit(cache=True)

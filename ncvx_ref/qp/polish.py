@@ -27,9 +27,6 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 from scipy.linalg.lapack import dpotrf as _potrf, dpotrs as _potrs
 
-from .active_set_kernel import (CHOLESKY_MIN_RCOND as _CHOLESKY_MIN_RCOND, FLAT_REL as _FLAT_REL,
-                                STATUS_NAMES, keep_support_free, run_active_set)
-from .active_set_kernel import newton_on_free as _newton_kernel
 from .interface import BoxQP
 
 __all__ = ["KKTResidual", "PolishOutcome", "ActiveSetOutcome", "kkt_residual",
@@ -120,6 +117,19 @@ class _Scales(NamedTuple):
 
 
 _EPS = float(np.finfo(np.float64).eps)
+
+#: Below this (estimated) reciprocal condition, a reduced Hessian is factored by ``eigh``.
+CHOLESKY_MIN_RCOND = 1e-12
+#: Eigenvalues of the reduced Hessian below this fraction of its scale are flat.
+FLAT_REL = 1e-11
+
+
+def _kernel():
+    """:mod:`ncvx_ref.qp.active_set_kernel`, imported when a QP first needs it: Numba loads only
+    then (``import ncvx_ref`` stays light, and environments that only use the problem
+    definitions, like the PyGRANSO benchmark venv, need no Numba)."""
+    from . import active_set_kernel
+    return active_set_kernel
 
 
 def _c64(x: np.ndarray) -> np.ndarray:
@@ -275,8 +285,8 @@ class _ReducedKKT:
             if info == 0:
                 ld = L.diagonal()
                 lo = float(_min(ld))
-                if ((lo / _max(ld)) ** 2 > _CHOLESKY_MIN_RCOND
-                        and lo * lo > _CHOLESKY_MIN_RCOND * self.q_scale):
+                if ((lo / _max(ld)) ** 2 > CHOLESKY_MIN_RCOND
+                        and lo * lo > CHOLESKY_MIN_RCOND * self.q_scale):
                     self.chol = L
                     return
         self._factor_singular(R, diag)
@@ -286,7 +296,7 @@ class _ReducedKKT:
         lam, V = np.linalg.eigh((R + R.T) / 2)
         # Curvature below this is rounding noise of Q (or too weak to trust a Newton step on):
         # those directions are treated as linear, which the line step handles exactly anyway.
-        thresh = _FLAT_REL * max(float(_max(_abs(lam), initial=0.0)),
+        thresh = FLAT_REL * max(float(_max(_abs(lam), initial=0.0)),
                                  float(_max(diag, initial=0.0)), self.q_scale)
         self.curved = lam > thresh
         self.eig = (lam, V)
@@ -533,7 +543,7 @@ def newton_on_free(qp: BoxQP, y: np.ndarray, idx: np.ndarray,
     """
     a = qp.eq_coeffs
     has_eq = a is not None
-    lam, flat, has_flat = _newton_kernel(
+    lam, flat, has_flat = _kernel().newton_on_free(
         _c64(qp.Q), _c64(qp.q), _c64(a) if has_eq else np.zeros(y.shape[0]), has_eq,
         float(qp.eq_rhs) if has_eq else 0.0, y, np.ascontiguousarray(idx, dtype=np.int64),
         float(lam))
@@ -750,15 +760,16 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     at_ub = (y == ub) & ~at_lb
     has_eq = a is not None
     a_or_zeros = _c64(a) if has_eq else np.zeros(k)
-    keep_support_free(a_or_zeros, has_eq, movable, at_lb, at_ub, np.zeros(k, dtype=bool))
-    status, lam, it = run_active_set(
+    kernel = _kernel()
+    kernel.keep_support_free(a_or_zeros, has_eq, movable, at_lb, at_ub, np.zeros(k, dtype=bool))
+    status, lam, it = kernel.run_active_set(
         _c64(Q), _c64(q), _c64(lb), _c64(ub), a_or_zeros,
         has_eq, float(qp.eq_rhs) if has_eq else 0.0, y, at_lb, at_ub, movable,
         float(tol), float(thr), float(w), float(s), float(sc.a), int(max_iter),
         float(_WORK_LIMIT if work_limit is None else work_limit))
     res = _residual(qp, y, lam if has_eq else None, sc)
     certified = res.total <= tol
-    name = STATUS_NAMES[status]
+    name = kernel.STATUS_NAMES[status]
     if name == "optimal" and not certified:
         name = "stalled"  # the kernel's residual passed, NumPy's rounding of it did not
     return ActiveSetOutcome(y, lam, res, certified, it, name)
