@@ -16,8 +16,9 @@ at most one equality) in the same four steps:
    times the tolerance, the answer is returned and the library is not called (the
    stationarity QP, warm-started from the previous iteration's answer: ``docs/qp_solvers.md``);
    with ``active_set_first_max_k`` (the default solver: 200), a QP of ``8 < k <=`` that many
-   variables goes to the exact active-set method from a cold start
-   (:func:`~ncvx_ref.qp.polish.active_set_solve`), and to the library only when that does not
+   variables goes to the exact active-set method from a vertex start
+   (:func:`~ncvx_ref.qp.polish.active_set_solve` from :func:`~ncvx_ref.qp.polish.cold_start`),
+   and to the library only when that does not
    certify within :data:`COLD_WORK_FACTOR` ``· k³`` of factorization work;
 3. the library solves the QP with tight tolerances (``Q`` is PSD and often singular: each
    adapter uses the library's own support for that, e.g. DAQP's proximal iterations);
@@ -201,7 +202,9 @@ class LibraryQPSolver:
         self.last_polish = None  # PolishOutcome of the latest call (diagnostics), None if unused
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(polish={self.polish}, tol={self.tol})"
+        first = (f", active_set_first_max_k={self.active_set_first_max_k}"
+                 if self.active_set_first_max_k else "")
+        return f"{type(self).__name__}(polish={self.polish}, tol={self.tol}{first})"
 
     def solve(self, qp: BoxQP) -> np.ndarray:
         self.last_polish = None
