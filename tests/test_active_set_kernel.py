@@ -257,3 +257,21 @@ def test_numba_loads_only_when_a_qp_needs_the_kernel():
     code = ("import sys, ncvx_ref, ncvx_ref.problems, ncvx_ref.qp.polish; "
             "assert 'numba' not in sys.modules, 'numba imported at import time'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_cold_active_set_failure_leaves_the_qp_to_the_library(monkeypatch):
+    """An eigendecomposition that does not converge inside the attempt is not a QP failure."""
+    def fail(*args, **kwargs):
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+    monkeypatch.setattr(solvers, "active_set_solve", fail)
+    qp = _degenerate_qp(30, seed=9)
+    _CountingDAQP.calls = 0
+    y = _CountingDAQP(active_set_first_max_k=ACTIVE_SET_FIRST_MAX_K).solve(qp)
+    assert _CountingDAQP.calls == 1 and kkt_residual(qp, y).total <= default_tolerance(30)
+
+
+def test_kernel_divisions_follow_numpy():
+    """A zero curvature in a division gives inf, as NumPy does, not a ZeroDivisionError."""
+    d, dlam, _, _, _ = kernel.reduced_step(np.zeros((2, 2)), np.zeros(2), True, np.ones(2), 0.0)
+    assert np.all(np.isfinite(d)) and dlam == 0.0  # a_f = 0: no equality step
+    assert kernel._cholesky_solve(np.zeros((1, 1)), np.ones(1))[0] == np.inf

@@ -236,9 +236,12 @@ class LibraryQPSolver:
                 return out.y
         if self.polish and small.SMALL_MAX_K < qp.size <= self.active_set_first_max_k:
             k = qp.size
-            exact = active_set_solve(qp, cold_start(qp), tol=self.tol,
-                                     work_limit=COLD_WORK_FACTOR * float(k) ** 3)
-            if exact.certified:
+            try:
+                exact = active_set_solve(qp, cold_start(qp), tol=self.tol,
+                                         work_limit=COLD_WORK_FACTOR * float(k) ** 3)
+            except np.linalg.LinAlgError:  # an eigendecomposition that did not converge
+                exact = None  # the library's turn, as for any QP the attempt cannot certify
+            if exact is not None and exact.certified:
                 self.last_polish = PolishOutcome(exact.y, True, exact.residual, None, 0,
                                                  exact.iterations)
                 return exact.y
