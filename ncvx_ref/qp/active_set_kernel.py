@@ -62,8 +62,9 @@ def _gradient(Q, y, q):
 
 
 @njit(cache=True, error_model="numpy")
-def residual_total(Q, q, lb, ub, a, has_eq, b, y, lam, w, s, sa):
-    """``kkt_residual(qp, y, lam).total`` with the scales ``w, s, sa`` of ``polish._Scales``."""
+def residual_parts(Q, q, lb, ub, a, has_eq, b, y, lam, w, s, sa):
+    """``(primal, stationarity)`` of ``kkt_residual(qp, y, lam)``, with the scales ``w, s, sa``
+    of ``polish._Scales``."""
     k = y.shape[0]
     primal = 0.0
     for i in range(k):
@@ -78,7 +79,7 @@ def residual_total(Q, q, lb, ub, a, has_eq, b, y, lam, w, s, sa):
     scale = w / s
     for i in range(k):
         stat = max(stat, abs(y[i] - min(max(y[i] - g[i] * scale, lb[i]), ub[i])))
-    return max(primal, stat / w)
+    return primal, stat / w
 
 
 @njit(cache=True, error_model="numpy")
@@ -282,7 +283,9 @@ def run_active_set(Q, q, lb, ub, a, has_eq, b, y, at_lb, at_ub, movable,
 
     ``tol`` is the certification tolerance, ``thr`` the gradient size below which a multiplier
     sign or a flat slope is noise, ``w, s, sa`` the residual's scales.  Returns
-    ``(status, eq_multiplier, iterations)``; ``status`` indexes :data:`STATUS_NAMES`.
+    ``(status, eq_multiplier, iterations, primal, stationarity)``; ``status`` indexes
+    :data:`STATUS_NAMES`; the last two are the certifying residual's parts when ``status`` is
+    ``OPTIMAL`` (``inf`` otherwise: the caller computes the residual of ``y``).
     """
     k = y.shape[0]
     lam = 0.0
@@ -302,7 +305,7 @@ def run_active_set(Q, q, lb, ub, a, has_eq, b, y, at_lb, at_ub, movable,
         if nf > 0:
             work += float(nf) ** 3
             if work > work_limit:
-                return WORK_LIMIT, lam, it
+                return WORK_LIMIT, lam, it, np.inf, np.inf
             g = _gradient(Q, y, q)
             Q_ff = np.empty((nf, nf))
             a_f = np.zeros(nf)
@@ -322,7 +325,7 @@ def run_active_set(Q, q, lb, ub, a, has_eq, b, y, at_lb, at_ub, movable,
             for ii in range(nf):
                 finite = finite and math.isfinite(d[ii])
             if not finite:
-                return NUMERICAL, lam, it
+                return NUMERICAL, lam, it, np.inf, np.inf
             along_flat = False
             if has_flat:
                 for ii in range(nf):
@@ -361,7 +364,7 @@ def run_active_set(Q, q, lb, ub, a, has_eq, b, y, at_lb, at_ub, movable,
                 if curv > 0.0 and -slope / curv < t_max:
                     alpha = -slope / curv  # slightly curved after all: its exact minimizer
                 if not math.isfinite(alpha):
-                    return NUMERICAL, lam, it
+                    return NUMERICAL, lam, it, np.inf, np.inf
             else:
                 alpha = min(1.0, t_max)
                 lam = lam_new
@@ -416,16 +419,17 @@ def run_active_set(Q, q, lb, ub, a, has_eq, b, y, at_lb, at_ub, movable,
                     wrong_max = wrong
                     j_max = i
         if j_first < 0:
-            if residual_total(Q, q, lb, ub, a, has_eq, b, y, lam, w, s, sa) <= tol:
-                return OPTIMAL, lam, it
+            primal, stat = residual_parts(Q, q, lb, ub, a, has_eq, b, y, lam, w, s, sa)
+            if max(primal, stat) <= tol:
+                return OPTIMAL, lam, it, primal, stat
             refinements += 1  # another Newton step on the same working set refines y
             if refinements > 3:
-                return STALLED, lam, it
+                return STALLED, lam, it, np.inf, np.inf
             continue
         j = j_first if degenerate > 2 else j_max
         at_lb[j] = False
         at_ub[j] = False
-    return MAX_ITER, lam, it
+    return MAX_ITER, lam, it, np.inf, np.inf
 
 
 @njit(cache=True, error_model="numpy")

@@ -466,7 +466,7 @@ def polish(qp: BoxQP, y0: np.ndarray, *, tol: Optional[float] = None,
     if max_active_set_iter > 0:
         # Warm start at the better of the repaired point and the library's (clipped) answer.
         start = y if res.total <= res_c().total else yc
-        exact = active_set_solve(qp, start, tol=tol, max_iter=max_active_set_iter)
+        exact = active_set_solve(qp, start, tol=tol, max_iter=max_active_set_iter, scales=sc)
         if exact.certified:
             return PolishOutcome(exact.y, True, exact.residual, res_0, rounds, exact.iterations)
         return PolishOutcome(y0, res0.total <= tol, res0, res0, rounds, exact.iterations)
@@ -712,8 +712,8 @@ def _restore_equality(qp: BoxQP, y: np.ndarray) -> np.ndarray:
 
 
 def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = None,
-                     max_iter: Optional[int] = None,
-                     work_limit: Optional[float] = None) -> ActiveSetOutcome:
+                     max_iter: Optional[int] = None, work_limit: Optional[float] = None,
+                     scales: Optional[_Scales] = None) -> ActiveSetOutcome:
     """Solve ``qp`` exactly with a primal active-set method warm-started at ``y_start``.
 
     The working set holds the bounds a variable is fixed at (the equality is always in it).
@@ -737,6 +737,7 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     - ``max_iter``: iteration cap (default :func:`default_active_set_iter`).
     - ``work_limit``: cap on ``Σ f³`` over the factorizations of ``f`` free variables (an
       eigendecomposition counts 9 times; default ``2e10``, a few seconds of LAPACK).
+    - ``scales``: the QP's residual scales when the caller has them (``_Scales.of(qp)``).
 
     **Returns:** an :class:`ActiveSetOutcome`; ``y`` is feasible whatever the status.
     """
@@ -744,7 +745,7 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     tol = default_tolerance(k) if tol is None else tol
     max_iter = default_active_set_iter(k) if max_iter is None else max_iter
     Q, q, lb, ub, a = qp.Q, qp.q, qp.lb, qp.ub, qp.eq_coeffs
-    sc = _Scales.of(qp)
+    sc = _Scales.of(qp) if scales is None else scales
     w, s = sc.w, sc.s
     fixed = lb == ub
     movable = ~fixed
@@ -762,14 +763,13 @@ def active_set_solve(qp: BoxQP, y_start: np.ndarray, *, tol: Optional[float] = N
     a_or_zeros = _c64(a) if has_eq else np.zeros(k)
     kernel = _kernel()
     kernel.keep_support_free(a_or_zeros, has_eq, movable, at_lb, at_ub, np.zeros(k, dtype=bool))
-    status, lam, it = kernel.run_active_set(
+    status, lam, it, primal, stat = kernel.run_active_set(
         _c64(Q), _c64(q), _c64(lb), _c64(ub), a_or_zeros,
         has_eq, float(qp.eq_rhs) if has_eq else 0.0, y, at_lb, at_ub, movable,
         float(tol), float(thr), float(w), float(s), float(sc.a), int(max_iter),
         float(_WORK_LIMIT if work_limit is None else work_limit))
-    res = _residual(qp, y, lam if has_eq else None, sc)
-    certified = res.total <= tol
-    name = kernel.STATUS_NAMES[status]
-    if name == "optimal" and not certified:
-        name = "stalled"  # the kernel's residual passed, NumPy's rounding of it did not
-    return ActiveSetOutcome(y, lam, res, certified, it, name)
+    if status == kernel.OPTIMAL:  # certified by the kernel's own residual of this y
+        res = KKTResidual(primal, stat, max(primal, stat), lam if has_eq else 0.0)
+    else:
+        res = _residual(qp, y, lam if has_eq else None, sc)
+    return ActiveSetOutcome(y, lam, res, res.total <= tol, it, kernel.STATUS_NAMES[status])

@@ -237,7 +237,7 @@ class LibraryQPSolver:
         if self.polish and small.SMALL_MAX_K < qp.size <= self.active_set_first_max_k:
             k = qp.size
             try:
-                exact = active_set_solve(qp, cold_start(qp), tol=self.tol,
+                exact = active_set_solve(qp, cold_start(qp), tol=self.tol, scales=scales,
                                          work_limit=COLD_WORK_FACTOR * float(k) ** 3)
             except np.linalg.LinAlgError:  # an eigendecomposition that did not converge
                 exact = None  # the library's turn, as for any QP the attempt cannot certify
