@@ -194,15 +194,87 @@ def _cholesky_solve(L, r):
 
 
 @njit(cache=True, error_model="numpy")
-def reduced_step(Q_ff, a_f, has_eq, r, r_eq):
-    """One Newton step on the free variables, as ``polish._ReducedKKT(Q_ff, a_f).step(r, r_eq)``.
+def _free_part(Q, a, has_eq, idx, nf):
+    """``(Q_ff, a_f)``: ``Q`` and the equality's coefficients restricted to the variables
+    ``idx[:nf]`` (``a_f`` zeros without the equality)."""
+    Q_ff = np.empty((nf, nf))
+    a_f = np.zeros(nf)
+    for ii in range(nf):
+        i = idx[ii]
+        for jj in range(nf):
+            Q_ff[ii, jj] = Q[i, idx[jj]]
+        if has_eq:
+            a_f[ii] = a[i]
+    return Q_ff, a_f
 
-    Returns ``(d, dlam, flat, has_flat, used_eigh)``: ``[Q_ff a_f; a_fᵀ 0][d; dλ] = -[r; r_eq]``
-    on the curved part of the reduced Hessian, and the descent direction left in its flat part.
+
+@njit(cache=True, error_model="numpy")
+def _free_gradient(Q, y, q, idx, nf):
+    """``(Qy + q)[idx[:nf]]``: the rows of :func:`_gradient` the free variables need."""
+    k = y.shape[0]
+    g_f = np.empty(nf)
+    for ii in range(nf):
+        i = idx[ii]
+        t = 0.0
+        for j in range(k):
+            t += Q[i, j] * y[j]
+        g_f[ii] = t + q[i]
+    return g_f
+
+
+@njit(cache=True, error_model="numpy")
+def _factor(Q_ff, a_f, has_eq):
+    """The reduced Hessian of ``[Q_ff a_f; a_fᵀ 0]``, factored once per active set.
+
+    Returns ``(use_eq, aa, v, beta, L, eigenvalues, V, thresh)``: the reflector ``(v, beta)``
+    of the equality's null space (when ``use_eq``), and either the Cholesky factor ``L`` of the
+    reduced Hessian (when it is safely positive definite) or, with ``L`` empty, its
+    eigendecomposition and the curvature ``thresh`` below which a direction is flat.
     """
-    f = r.shape[0]
     aa = _dot(a_f, a_f) if has_eq else 0.0
     use_eq = aa > 0.0
+    if use_eq:
+        v, beta, R = _householder_reduced(Q_ff, a_f)
+    else:
+        v = np.zeros(0)
+        beta = 0.0
+        R = Q_ff
+    m = R.shape[0]
+    L = np.zeros((0, 0))
+    eigenvalues = np.zeros(0)
+    V = np.zeros((0, 0))
+    thresh = 0.0
+    if m > 0:
+        q_scale = 0.0  # the size of Q_ff, and of its rounding noise
+        for i in range(Q_ff.shape[0]):
+            q_scale = max(q_scale, Q_ff[i, i])
+        L, ok = _cholesky(R, q_scale)
+        if not ok:
+            scale = q_scale
+            for i in range(m):
+                scale = max(scale, R[i, i])
+            Rs = np.empty((m, m))
+            for i in range(m):
+                for j in range(m):
+                    Rs[i, j] = (R[i, j] + R[j, i]) / 2
+            eigenvalues, V = np.linalg.eigh(Rs)
+            for i in range(m):
+                scale = max(scale, abs(eigenvalues[i]))
+            # Curvature below this is rounding noise of Q (or too weak to trust a Newton step
+            # on): those directions are linear, and the caller follows them to a bound.
+            thresh = FLAT_REL * scale
+    return use_eq, aa, v, beta, L, eigenvalues, V, thresh
+
+
+@njit(cache=True, error_model="numpy")
+def _step(Q_ff, a_f, factored, r, r_eq):
+    """One Newton step on the free variables with the factorization of :func:`_factor`.
+
+    Returns ``(d, dlam, flat, has_flat)``: ``[Q_ff a_f; a_fᵀ 0][d; dλ] = -[r; r_eq]`` on the
+    curved part of the reduced Hessian, and the descent direction left in its flat part.
+    """
+    use_eq, aa, v, beta, L, eigenvalues, V, thresh = factored
+    f = r.shape[0]
     d0 = np.zeros(f)
     z = np.empty(f)
     for i in range(f):
@@ -212,50 +284,27 @@ def reduced_step(Q_ff, a_f, has_eq, r, r_eq):
             d0[i] = -(r_eq / aa) * a_f[i]  # restores a·y = b
         for i in range(f):
             z[i] += _dot(Q_ff[i], d0)
-        v, beta, R = _householder_reduced(Q_ff, a_f)
         zn = _reflect(v, beta, z)[1:]
     else:
-        v = np.zeros(0)
-        beta = 0.0
-        R = Q_ff
         zn = z
-    m = R.shape[0]
+    m = zn.shape[0]
     d = np.empty(f)
     flat = np.zeros(f)
     has_flat = False
-    used_eigh = False
     delta = np.zeros(f)  # d - d0
     if m > 0:
-        q_scale = 0.0  # the size of Q_ff, and of its rounding noise
-        for i in range(f):
-            q_scale = max(q_scale, Q_ff[i, i])
-        L, ok = _cholesky(R, q_scale)
-        if ok:
+        if L.shape[0] > 0:
             u = _cholesky_solve(L, -zn)
             delta = _from_null(v, beta, u) if use_eq else u
         else:
-            used_eigh = True
-            scale = q_scale
-            for i in range(m):
-                scale = max(scale, R[i, i])
-            Rs = np.empty((m, m))
-            for i in range(m):
-                for j in range(m):
-                    Rs[i, j] = (R[i, j] + R[j, i]) / 2
-            lam, V = np.linalg.eigh(Rs)
-            for i in range(m):
-                scale = max(scale, abs(lam[i]))
-            # Curvature below this is rounding noise of Q (or too weak to trust a Newton step
-            # on): those directions are linear, and the caller follows them to a bound.
-            thresh = FLAT_REL * scale
             step = np.zeros(m)
             flat_null = np.zeros(m)
             for j in range(m):
                 cj = 0.0
                 for i in range(m):
                     cj += V[i, j] * zn[i]
-                if lam[j] > thresh:
-                    cj /= lam[j]
+                if eigenvalues[j] > thresh:
+                    cj /= eigenvalues[j]
                     for i in range(m):
                         step[i] -= V[i, j] * cj
                 elif cj != 0.0:
@@ -273,6 +322,19 @@ def reduced_step(Q_ff, a_f, has_eq, r, r_eq):
         for i in range(f):
             t += a_f[i] * (z[i] + _dot(Q_ff[i], delta))
         dlam = -t / aa
+    return d, dlam, flat, has_flat
+
+
+@njit(cache=True, error_model="numpy")
+def reduced_step(Q_ff, a_f, has_eq, r, r_eq):
+    """One Newton step on the free variables, as ``polish._ReducedKKT(Q_ff, a_f).step(r, r_eq)``.
+
+    Returns ``(d, dlam, flat, has_flat, used_eigh)``: see :func:`_step`; ``used_eigh`` tells
+    that the reduced Hessian needed an eigendecomposition.
+    """
+    factored = _factor(Q_ff, a_f, has_eq)
+    d, dlam, flat, has_flat = _step(Q_ff, a_f, factored, r, r_eq)
+    used_eigh = factored[6].shape[0] > 0
     return d, dlam, flat, has_flat, used_eigh
 
 
@@ -306,17 +368,8 @@ def run_active_set(Q, q, lb, ub, a, has_eq, b, y, at_lb, at_ub, movable,
             work += float(nf) ** 3
             if work > work_limit:
                 return WORK_LIMIT, lam, it, np.inf, np.inf
-            g = _gradient(Q, y, q)
-            Q_ff = np.empty((nf, nf))
-            a_f = np.zeros(nf)
-            g_f = np.empty(nf)
-            for ii in range(nf):
-                i = idx[ii]
-                for jj in range(nf):
-                    Q_ff[ii, jj] = Q[i, idx[jj]]
-                if has_eq:
-                    a_f[ii] = a[i]
-                g_f[ii] = g[i]
+            Q_ff, a_f = _free_part(Q, a, has_eq, idx, nf)
+            g_f = _free_gradient(Q, y, q, idx, nf)
             r_eq = (_dot(a, y) - b) if has_eq else 0.0
             d, lam_new, flat, has_flat, used_eigh = reduced_step(Q_ff, a_f, has_eq, g_f, r_eq)
             if used_eigh:
@@ -436,35 +489,23 @@ def run_active_set(Q, q, lb, ub, a, has_eq, b, y, at_lb, at_ub, movable,
 def newton_on_free(Q, q, a, has_eq, b, y, idx, lam):
     """Minimize the QP over the variables ``idx`` with the others fixed, in place on ``y``.
 
-    One Newton step of the reduced KKT system plus one refinement step (a non-finite step is
-    not taken).  Returns ``(lam, flat, has_flat)``: the updated equality multiplier and the
+    One Newton step of the reduced KKT system plus one refinement step, one factorization for
+    both (a non-finite step is not taken).  Returns ``(lam, flat, has_flat)``: the updated equality multiplier and the
     first step's component in the flat directions of the reduced ``Q``.
     """
     nf = idx.shape[0]
-    k = y.shape[0]
-    Q_ff = np.empty((nf, nf))
-    a_f = np.zeros(nf)
-    for ii in range(nf):
-        for jj in range(nf):
-            Q_ff[ii, jj] = Q[idx[ii], idx[jj]]
-        if has_eq:
-            a_f[ii] = a[idx[ii]]
+    Q_ff, a_f = _free_part(Q, a, has_eq, idx, nf)
+    factored = _factor(Q_ff, a_f, has_eq)
     first_flat = np.zeros(nf)
     first_has_flat = False
-    g_f = np.empty(nf)
     for refine in range(2):
-        for ii in range(nf):
-            i = idx[ii]
-            t = 0.0
-            for j in range(k):
-                t += Q[i, j] * y[j]
-            g_f[ii] = t + q[i]
+        g_f = _free_gradient(Q, y, q, idx, nf)
         r_eq = 0.0
         if has_eq:
             for ii in range(nf):
                 g_f[ii] += lam * a_f[ii]
             r_eq = _dot(a, y) - b
-        d, dlam, flat, has_flat, _ = reduced_step(Q_ff, a_f, has_eq, g_f, r_eq)
+        d, dlam, flat, has_flat = _step(Q_ff, a_f, factored, g_f, r_eq)
         finite = math.isfinite(dlam)
         for ii in range(nf):
             finite = finite and math.isfinite(d[ii])
