@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ncvx_ref.qp import active_set_kernel as kernel
+from ncvx_ref.qp import active_set_kernel as kernel, solvers
+from ncvx_ref.qp.default import ACTIVE_SET_FIRST_MAX_K, default_qp_solver
 from ncvx_ref.qp.interface import BoxQP
-from ncvx_ref.qp.polish import (_ReducedKKT, active_set_solve, default_tolerance, kkt_residual,
-                                newton_on_free)
+from ncvx_ref.qp.polish import (_ReducedKKT, active_set_solve, cold_start, default_tolerance,
+                                kkt_residual, newton_on_free)
 
 HYP = settings(derandomize=True, database=None, deadline=None, max_examples=60,
                suppress_health_check=[HealthCheck.too_slow])
@@ -146,8 +147,6 @@ def test_status_names_cover_every_code():
 
 
 # -- the default solver's cold-start attempt (solvers.LibraryQPSolver, active_set_first_max_k) --
-from ncvx_ref.qp import solvers  # noqa: E402
-from ncvx_ref.qp.default import ACTIVE_SET_FIRST_MAX_K, default_qp_solver  # noqa: E402
 
 
 class _CountingDAQP(solvers.DAQPSolver):
@@ -200,7 +199,6 @@ def test_cold_active_set_is_off_unless_asked_and_on_in_the_default(monkeypatch):
 
 
 # -- polish.cold_start and the multiplier-sign scale (polish._sign_threshold) ---------------------
-from ncvx_ref.qp.polish import cold_start  # noqa: E402
 
 
 def test_cold_start_is_a_vertex_with_the_best_single_support_variable():
