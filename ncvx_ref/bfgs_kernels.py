@@ -16,6 +16,7 @@ in-place NumPy path; :func:`scaled_identity` is ``γI`` as a new matrix.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Optional
 
@@ -163,6 +164,8 @@ def bfgs_matrix(H, u, s, w, backend: Backend, identity_scale: Optional[float] = 
         out = H - (M.T + M) + w[:, None] * w[None, :]
         return out if backend.all_finite(out) else None
     n = u.shape[0]
+    if n <= TINY_MAX_N and u.dtype == np.float64 and (H is None or H.dtype == np.float64):
+        return _bfgs_matrix_floats(H, u, s, w, identity_scale)
     out = np.empty((n, n), dtype=u.dtype if H is None else H.dtype)
     rows = max(1, min(n, BLOCK_ELEMENTS // max(n, 1)))
     tmp = np.empty((rows, n), dtype=out.dtype)
@@ -188,6 +191,32 @@ def bfgs_matrix(H, u, s, w, backend: Backend, identity_scale: Optional[float] = 
         if not np.isfinite(block, out=fin).all():
             return None
     return out
+
+
+#: up to this many variables :func:`bfgs_matrix` works on Python floats: its blocked NumPy
+#: form makes about fifteen calls, whose fixed cost dominates on a 2 x 2 or 4 x 4 matrix
+TINY_MAX_N = 4
+
+
+def _bfgs_matrix_floats(H, u, s, w, identity_scale: Optional[float]):
+    """:func:`bfgs_matrix` of NumPy float64 data on Python floats (``n <= TINY_MAX_N``).
+
+    The same elementwise IEEE operations in the same order, so the same values; the scaled
+    identity's entries are ``identity_scale * 1.0`` and ``identity_scale * 0.0``, as there.
+    """
+    import numpy as np
+
+    ul, sl, wl = u.tolist(), s.tolist(), w.tolist()
+    n = len(ul)
+    if H is None:
+        Hl = [[identity_scale * (1.0 if i == j else 0.0) for j in range(n)] for i in range(n)]
+    else:
+        Hl = H.tolist()
+    out = [[(Hl[i][j] - (sl[i] * ul[j] + ul[i] * sl[j])) + wl[i] * wl[j] for j in range(n)]
+           for i in range(n)]
+    if not all(math.isfinite(v) for row in out for v in row):
+        return None
+    return np.array(out)
 
 
 def scaled_identity(n: int, gamma: float, backend: Backend):

@@ -276,9 +276,15 @@ def _normalize(ev: Evaluation, n: int, backend: Backend) -> Evaluation:
     """Cheap reshapes after x0 (columns -> vectors, a single gradient -> an (n, 1) matrix); no checks."""
     xp = backend.xp
     g = ev.f_grad
+    ci, Ji, ce, Je = ev.ci, ev.ci_grad, ev.ce, ev.ce_grad
+    if (len(g.shape) == 1
+            and (ci is None or (len(ci.shape) == 1 and ci.shape[0] > 0
+                                and Ji is not None and len(Ji.shape) == 2))
+            and (ce is None or (len(ce.shape) == 1 and ce.shape[0] > 0
+                                and Je is not None and len(Je.shape) == 2))):
+        return ev  # already in the core's layout (the common case): no new record
     if len(g.shape) == 2:
         g = xp.reshape(g, (n,))
-    ci, Ji, ce, Je = ev.ci, ev.ci_grad, ev.ce, ev.ce_grad
     if ci is not None and len(ci.shape) == 2:
         ci = xp.reshape(ci, (ci.shape[0],))
     if ce is not None and len(ce.shape) == 2:

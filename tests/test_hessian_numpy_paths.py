@@ -68,7 +68,7 @@ def spec_update(H, u, s, w):
     return (H - (s[:, None] * u[None, :] + u[:, None] * s[None, :])) + w[:, None] * w[None, :]
 
 
-@pytest.mark.parametrize("n", [1, 7, 130, 300])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 130, 300])  # n <= 4: the Python-float path
 def test_blocked_bfgs_update_equals_the_spec_expression(n, monkeypatch):
     monkeypatch.setattr(bfgs_kernels, "BLOCK_ELEMENTS", 1000)  # several blocks, a partial last one
     rng = np.random.default_rng(n)
@@ -83,9 +83,9 @@ def test_blocked_bfgs_update_equals_the_spec_expression(n, monkeypatch):
                          spec_update(gamma * np.eye(n), u, s, w))
 
 
-def test_blocked_bfgs_update_reports_inf_and_nan():
+@pytest.mark.parametrize("n", [3, 50])
+def test_blocked_bfgs_update_reports_inf_and_nan(n):
     b = Backend.of(np.zeros(1))
-    n = 50
     u, s, w = np.ones((3, n))
     for bad in (np.inf, np.nan):
         w2 = w.copy()
