@@ -548,7 +548,7 @@ def test_small_polish_gives_polish_answer_bit_for_bit(qp, data):
     noise = data.draw(st.sampled_from([0.0, 1e-11, 1e-7, 1e-3]))
     y0 = np.asarray(y_lib, dtype=np.float64) + noise * rng.standard_normal(qp.size)
     scales = _Scales.of(qp)
-    fast = small.polish_first_round(qp, y0, None, scales)
+    fast = small.polish_first_round(small.SmallQP.of(qp, scales), y0, None)
     ref = polish(qp, y0, scales=scales)
     if fast is not None:
         assert fast.certified and ref.certified
@@ -566,7 +566,8 @@ def test_small_polish_answers_almost_every_solver_answer():
         C = rng.standard_normal((n, k))
         qp = BoxQP(C.T @ C, rng.standard_normal(k), np.zeros(k), np.ones(k), kind="steering")
         y0 = np.asarray(DAQPSolver()._solve_raw(qp)[0], dtype=np.float64)
-        answered += small.polish_first_round(qp, y0, None, _Scales.of(qp)) is not None
+        floats = small.SmallQP.of(qp, _Scales.of(qp))
+        answered += small.polish_first_round(floats, y0, None) is not None
     assert answered >= 180, answered
 
 
@@ -581,9 +582,12 @@ def test_small_scales_and_closed_forms_match_numpy(qp, data):
                    qp.eq_coeffs, 0.0 if qp.eq_coeffs is not None else qp.eq_rhs, kind=qp.kind)
     check_qp(qp)
     scales = _Scales.of(qp)
-    assert small.checked_scales(qp) == scales
+    floats = small.checked(qp)
+    assert floats.sc == scales
+    assert [floats.Q, floats.q, floats.lb, floats.ub] == [qp.Q.tolist(), qp.q.tolist(),
+                                                          qp.lb.tolist(), qp.ub.tolist()]
     expected = closed_form(qp, scales=scales)
-    got = small.closed_form(qp, None, scales)
+    got = small.closed_form(floats, None)
     assert (got is None) == (expected is None)
     if got is not None:
         assert got.tobytes() == expected.tobytes()
@@ -604,7 +608,7 @@ def test_small_checks_raise_check_qp_messages(qp, match):
     with pytest.raises(QPSolverError, match=match):
         check_qp(qp)
     with pytest.raises(QPSolverError, match=match):
-        small.checked_scales(qp)
+        small.checked(qp)
 
 
 def test_solver_answers_are_the_same_without_the_small_path(monkeypatch):
@@ -644,7 +648,7 @@ def test_small_closed_forms_keep_numpys_signed_zeros():
         qp = BoxQP(np.diag(d), q, lb, ub, kind="steering")
         scales = _Scales.of(qp)
         expected = closed_form(qp, scales=scales)
-        got = small.closed_form(qp, None, scales)
+        got = small.closed_form(small.SmallQP.of(qp, scales), None)
         assert expected is not None and got is not None
         assert got.tobytes() == expected.tobytes(), (got, expected)
 
@@ -661,7 +665,7 @@ def test_small_polish_repair_rounds_match_polish():
         y0 = np.asarray(DAQPSolver()._solve_raw(qp)[0], dtype=np.float64)
         y0 = y0 + 1e-4 * rng.standard_normal(k)
         scales = _Scales.of(qp)
-        fast = small.polish_first_round(qp, y0, None, scales)
+        fast = small.polish_first_round(small.SmallQP.of(qp, scales), y0, None)
         if fast is None:
             continue
         ref = polish(qp, y0, scales=scales)
@@ -691,7 +695,7 @@ def vertex_prone_qps(draw):
 def test_vertex_answer_is_polishs_answer_bit_for_bit(qp):
     """Wherever the vertex path answers, the library's polished answer is the same bytes."""
     scales = _Scales.of(qp)
-    got = small.vertex(qp, None, scales)
+    got = small.vertex(small.SmallQP.of(qp, scales), None)
     if got is None:
         return
     ref = polish(qp, np.asarray(DAQPSolver()._solve_raw(qp)[0], dtype=np.float64), scales=scales)
@@ -713,7 +717,7 @@ def test_vertex_path_answers_most_vertex_answers():
                      scales=scales).y
         z = qp.Q @ ref + qp.q
         strict = np.all(((ref == 0.0) & (z > 1e-9)) | ((ref == 1.0) & (z < -1e-9)))
-        got = small.vertex(qp, None, scales)
+        got = small.vertex(small.SmallQP.of(qp, scales), None)
         at_vertex += bool(strict)
         answered += got is not None
         if strict:
@@ -724,10 +728,10 @@ def test_vertex_path_answers_most_vertex_answers():
 def test_vertex_path_declines_a_zero_multiplier():
     """At (1, 0) the first multiplier is 0: not strictly complementary, left to the library."""
     qp = BoxQP(np.eye(2), np.array([-1.0, 1.0]), np.zeros(2), np.ones(2), kind="steering")
-    assert small.vertex(qp, None, _Scales.of(qp)) is None
+    assert small.vertex(small.checked(qp), None) is None
     assert DAQPSolver().solve(qp).tolist() == [1.0, 0.0]
     with_eq = BoxQP(np.eye(2), np.array([5.0, 5.0]), np.zeros(2), np.ones(2), np.ones(2), 0.0)
-    assert small.vertex(with_eq, None, _Scales.of(with_eq)) is None  # equalities: not this path
+    assert small.vertex(small.checked(with_eq), None) is None  # equalities: not this path
 
 
 def _nontrivial_qp(k: int = 12, seed: int = 4) -> BoxQP:

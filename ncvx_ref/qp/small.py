@@ -4,10 +4,14 @@ On a QP of a few variables (the steering dual of a problem with few constraints,
 stationarity QP over a few gradients) the solver driver (:mod:`ncvx_ref.qp.solvers`) spent most
 of its time in NumPy's per-call overhead, about a microsecond per call on arrays of 2-8 numbers:
 validation, scales and closed forms some forty calls, polishing some fifty.  This module does
-the same steps on Python floats:
+the same steps on Python floats.  :func:`checked` converts the QP's data to lists once
+(:class:`SmallQP`, with the scales), and every later step reads those lists:
 
-- :func:`checked_scales`: :func:`~ncvx_ref.qp.solvers.check_qp` and the QP's scales in one pass
+- :func:`checked`: :func:`~ncvx_ref.qp.solvers.check_qp` and the QP's scales in one pass
   (a QP that fails a check is handed to ``check_qp``, which raises its own message);
+- :func:`pin`: :class:`~ncvx_ref.qp.pinned.PinnedVariable` on floats, the reduced QP's
+  lists and scales built from the checked QP's (only the reduced ``q``, a new sum, can fail a
+  check: such a QP goes through :func:`checked`);
 - :func:`closed_form`: :func:`~ncvx_ref.qp.solvers.closed_form`'s trivial QPs;
 - :func:`vertex`: for ``k <= 3`` without equality, the answer when it is a vertex of the box
   with strictly signed multipliers (unique, so it is the library path's answer too);
@@ -24,23 +28,33 @@ NumPy path's, value for value (``tests/test_qp.py``).
 from __future__ import annotations
 
 import math
-from itertools import product as _product
+from itertools import chain, product as _product
+from operator import le as _le
 from typing import Optional
 
 import numpy as np
 
 from .interface import BoxQP
+from .pinned import PinnedVariable
 from .polish import (KKTResidual, PolishOutcome, _residual, _Scales, default_tolerance,
                      estimate_eq_multiplier, newton_on_free)
 
-__all__ = ["SMALL_MAX_K", "VERTEX_MAX_K", "is_small", "checked_scales", "closed_form", "vertex",
-           "polish_first_round"]
+__all__ = ["SMALL_MAX_K", "VERTEX_MAX_K", "SmallQP", "is_small", "checked", "pin", "closed_form",
+           "vertex", "polish_first_round"]
 
 #: Above this many variables NumPy's vector calls cost less than Python loops over floats.
 SMALL_MAX_K = 8
 _ROUNDS = 6  # polish's default ``max_rounds``
 _isfinite = math.isfinite
 _INF = math.inf
+_flat = chain.from_iterable
+#: ``default_tolerance(k)`` for ``k <= SMALL_MAX_K`` (index ``k``)
+_TOL = tuple(default_tolerance(k) if k else 0.0 for k in range(SMALL_MAX_K + 1))
+#: ``_REST[k][j]``: the indices ``0..k-1`` without ``j``, as a tuple and as the array ``take``
+#: wants (built once: NumPy's array constructor is a microsecond per call)
+_REST = tuple(tuple((r, np.array(r, dtype=np.intp)) for r in
+                    (tuple(i for i in range(k) if i != j) for j in range(k)))
+              for k in range(SMALL_MAX_K + 1))
 
 
 def is_small(qp: BoxQP) -> bool:
@@ -50,7 +64,28 @@ def is_small(qp: BoxQP) -> bool:
             and not qp.structured)
 
 
-def _abs_max(values: list) -> float:
+class SmallQP:
+    """A small dense QP's data as Python floats (``Q`` as a list of rows, ``a`` None without
+    equality) and its scales ``sc``: converted once per QP, read by every step of this module.
+    ``qp`` is the QP itself and ``Qa`` its ``Q`` array (for the NumPy calls that stay)."""
+
+    __slots__ = ("qp", "k", "Qa", "Q", "q", "lb", "ub", "a", "sc")
+
+    def __init__(self, qp: BoxQP, Qa: np.ndarray, Q: list, q: list, lb: list, ub: list,
+                 a: Optional[list], sc: _Scales) -> None:
+        self.qp, self.k, self.Qa, self.Q, self.q = qp, len(q), Qa, Q, q
+        self.lb, self.ub, self.a, self.sc = lb, ub, a, sc
+
+    @classmethod
+    def of(cls, qp: BoxQP, sc: _Scales) -> "SmallQP":
+        """The floats of a QP already checked, with its scales ``sc`` (no check here)."""
+        a = qp.eq_coeffs
+        Qa = qp.Q
+        return cls(qp, Qa, Qa.tolist(), qp.q.tolist(), qp.lb.tolist(), qp.ub.tolist(),
+                   None if a is None else a.tolist(), sc)
+
+
+def _abs_max(values) -> float:
     return max(map(abs, values))
 
 
@@ -62,27 +97,38 @@ def _sum_as_numpy(values: list) -> float:
     return values[0] + rest
 
 
-def checked_scales(qp: BoxQP) -> _Scales:
-    """:func:`~ncvx_ref.qp.solvers.check_qp` then :meth:`_Scales.of`, on floats (``is_small(qp)``).
+def _scales(Ql: list, ql: list, lbl: list, ubl: list, al: Optional[list]) -> _Scales:
+    """:meth:`_Scales.of` on floats (max of absolute values is exact: any order gives it)."""
+    w = max(_abs_max(lbl), _abs_max(ubl))
+    if not w > 0.0:
+        w = 1.0
+    s = max(_abs_max(ql), _abs_max(_flat(Ql)) * w)
+    if not s > 0.0:
+        s = 1.0
+    return _Scales(w, s, 1.0 if al is None else (_abs_max(al) or 1.0))
+
+
+def checked(qp: BoxQP) -> SmallQP:
+    """:func:`~ncvx_ref.qp.solvers.check_qp`, then the QP's floats and scales (``is_small(qp)``).
 
     A QP this pass finds wrong goes to ``check_qp``, which raises its message.
     """
-    Q, q, lb, ub, a = qp.Q, qp.q, qp.lb, qp.ub, qp.eq_coeffs
+    # qp.Q without its descriptor's call: a small QP is dense (is_small), its Q is stored
+    Q, q, lb, ub, a = qp.__dict__["_Q"], qp.q, qp.lb, qp.ub, qp.eq_coeffs
     k = q.shape[0]
     if (not isinstance(Q, np.ndarray) or Q.shape != (k, k) or lb.shape != (k,)
             or ub.shape != (k,) or (a is not None and a.shape != (k,))):
         return _checked_by_numpy(qp)
-    ql, lbl, ubl, Ql = q.tolist(), lb.tolist(), ub.tolist(), Q.ravel().tolist()
-    if not (all(map(_isfinite, Ql)) and all(map(_isfinite, ql)) and all(map(_isfinite, lbl))
-            and all(map(_isfinite, ubl))) or any(li > ui for li, ui in zip(lbl, ubl)):
+    Ql, ql, lbl, ubl = Q.tolist(), q.tolist(), lb.tolist(), ub.tolist()
+    # A sum with an inf or NaN term is not finite: one test for the common case (a finite
+    # QP whose sum overflows takes the test per entry, which it passes)
+    if not _isfinite(sum(ql) + sum(lbl) + sum(ubl) + sum(map(sum, Ql))) and not (
+            all(map(_isfinite, _flat(Ql))) and all(map(_isfinite, ql))
+            and all(map(_isfinite, lbl)) and all(map(_isfinite, ubl))):
         return _checked_by_numpy(qp)
-    w = max(_abs_max(lbl), _abs_max(ubl))
-    if not w > 0.0:
-        w = 1.0
-    s = max(_abs_max(ql), _abs_max(Ql) * w)
-    if not s > 0.0:
-        s = 1.0
-    a_scale = 1.0
+    if not all(map(_le, lbl, ubl)):
+        return _checked_by_numpy(qp)
+    al = None
     if a is not None:
         al = a.tolist()
         if not (all(map(_isfinite, al)) and _isfinite(qp.eq_rhs)):
@@ -91,17 +137,52 @@ def checked_scales(qp: BoxQP) -> _Scales:
         a_ub = [ai * ui for ai, ui in zip(al, ubl)]
         lo = _sum_as_numpy([x if x <= y else y for x, y in zip(a_lb, a_ub)])
         hi = _sum_as_numpy([x if x >= y else y for x, y in zip(a_lb, a_ub)])
-        slack = default_tolerance(k) * max(1.0, abs(lo), abs(hi))
+        slack = _TOL[k] * max(1.0, abs(lo), abs(hi))
         if not (lo - slack <= qp.eq_rhs <= hi + slack):
             return _checked_by_numpy(qp)
-        a_scale = _abs_max(al) or 1.0
-    return _Scales(w, s, a_scale)
+    return SmallQP(qp, Q, Ql, ql, lbl, ubl, al, _scales(Ql, ql, lbl, ubl, al))
 
 
-def _checked_by_numpy(qp: BoxQP) -> _Scales:
+def _checked_by_numpy(qp: BoxQP) -> SmallQP:
     from .solvers import check_qp  # the driver imports this module: import on this rare path
     check_qp(qp)  # raises the reason of what the float pass found wrong
-    return _Scales.of(qp)
+    return SmallQP.of(qp, _Scales.of(qp))
+
+
+def pin(f: SmallQP) -> Optional[tuple[PinnedVariable, SmallQP]]:
+    """:meth:`PinnedVariable.of <ncvx_ref.qp.pinned.PinnedVariable.of>` of a checked QP, with
+    the reduced QP's floats and scales, else None.
+
+    The reduced QP is built from the checked one's data: its ``Q``, bounds and their order
+    hold already, so only its ``q`` (``q_i + Q_ij·value``, which can overflow) is checked.
+    """
+    al = f.a
+    k = f.k
+    if al is None or k < 2:
+        return None
+    j = -1
+    for i, ai in enumerate(al):
+        if ai != 0.0:
+            if j >= 0:
+                return None  # two nonzero coefficients
+            j = i
+    if j < 0:
+        return None
+    qp, Ql, lbl, ubl = f.qp, f.Q, f.lb, f.ub
+    value = min(max(qp.eq_rhs / al[j], lbl[j]), ubl[j])
+    v = float(value)
+    rest, take = _REST[k][j]
+    ql = [f.q[i] + Ql[i][j] * v for i in rest]  # NumPy's q + Q[:, j] * value, entry by entry
+    Qa = f.Qa.take(take, 0).take(take, 1)
+    reduced = BoxQP(Qa, np.array(ql), f.qp.lb.take(take), f.qp.ub.take(take), kind=qp.kind,
+                    guess=None if qp.guess is None else qp.guess.take(take))
+    if not _isfinite(sum(ql)) and not all(map(_isfinite, ql)):
+        return PinnedVariable(j, value, reduced), checked(reduced)  # raises check_qp's message
+    Qr = [[Ql[r][c] for c in rest] for r in rest]
+    lr = [lbl[i] for i in rest]
+    ur = [ubl[i] for i in rest]
+    return (PinnedVariable(j, value, reduced),
+            SmallQP(reduced, Qa, Qr, ql, lr, ur, None, _scales(Qr, ql, lr, ur, None)))
 
 
 def _clip(x: float, lo: float, hi: float) -> float:
@@ -111,25 +192,23 @@ def _clip(x: float, lo: float, hi: float) -> float:
     return x if x < hi else hi
 
 
-def closed_form(qp: BoxQP, tol: Optional[float], sc: _Scales) -> Optional[np.ndarray]:
-    """:func:`~ncvx_ref.qp.solvers.closed_form` on floats (``is_small(qp)``, checked)."""
-    k = qp.q.shape[0]
-    ql, lbl, ubl = qp.q.tolist(), qp.lb.tolist(), qp.ub.tolist()
-    a = qp.eq_coeffs
-    al = None if a is None else a.tolist()
-    if _zero_is_exact(qp, ql, lbl, ubl, al, sc):
+def closed_form(f: SmallQP, tol: Optional[float]) -> Optional[np.ndarray]:
+    """:func:`~ncvx_ref.qp.solvers.closed_form` on floats (``f`` checked)."""
+    k = f.k
+    if _zero_is_exact(f):
         return np.zeros(k)
-    tol = default_tolerance(k) if tol is None else tol
-    if a is not None:
+    tol = _TOL[k] if tol is None else tol
+    al = f.a
+    if al is not None:
         if k == 1 and al[0] != 0.0:
-            return np.array([_clip(qp.eq_rhs / al[0], lbl[0], ubl[0])])
+            return np.array([_clip(f.qp.eq_rhs / al[0], f.lb[0], f.ub[0])])
         return None
-    Ql = qp.Q.tolist()
-    if k > 1 and any(Ql[i][j] != 0.0 for i in range(k) for j in range(k) if i != j):
-        return None
+    Ql = f.Q
+    if k > 1 and any(any(row[:i]) or any(row[i + 1:]) for i, row in enumerate(Ql)):
+        return None  # an off-diagonal entry is nonzero (NaN is excluded: checked)
     yl = []
-    for i, (qi, li, ui) in enumerate(zip(ql, lbl, ubl)):
-        di = Ql[i][i]
+    for i, (row, qi, li, ui) in enumerate(zip(Ql, f.q, f.lb, f.ub)):
+        di = row[i]
         if di > 0.0:
             yl.append(_clip(-qi / di, li, ui))
         elif qi > 0.0:
@@ -139,16 +218,16 @@ def closed_form(qp: BoxQP, tol: Optional[float], sc: _Scales) -> Optional[np.nda
         else:
             yl.append(_clip(0.0, li, ui))
     y = np.array(yl)
-    return y if _float_residual(qp, y, yl, lbl, ubl, ql, None, None, sc).total <= tol else None
+    return y if _float_residual(f, y, yl, None).total <= tol else None
 
 
 #: up to this many variables :func:`vertex` tries each vertex of the box (at most 2**k)
 VERTEX_MAX_K = 3
 
 
-def vertex(qp: BoxQP, tol: Optional[float], sc: _Scales) -> Optional[np.ndarray]:
+def vertex(f: SmallQP, tol: Optional[float]) -> Optional[np.ndarray]:
     """The answer of a QP without equality when it is a vertex of the box at which every
-    multiplier has its strict sign, else None.  ``k <= VERTEX_MAX_K``, ``is_small(qp)``, checked.
+    multiplier has its strict sign, else None.  ``k <= VERTEX_MAX_K``, ``f`` checked.
 
     At such a vertex every feasible direction raises the objective to first order, so it is
     the unique minimizer, whatever ``Q``'s rank: the library and polishing return it too,
@@ -158,12 +237,11 @@ def vertex(qp: BoxQP, tol: Optional[float], sc: _Scales) -> Optional[np.ndarray]
     QPs of few constraints end here (nsrosen: 90 of 101, and 41 of its 45 one-sample
     stationarity QPs once :mod:`~ncvx_ref.qp.pinned` has fixed their weight).
     """
-    k = qp.q.shape[0]
-    if qp.eq_coeffs is not None or k > VERTEX_MAX_K:
+    k = f.k
+    if f.a is not None or k > VERTEX_MAX_K:
         return None
-    margin = (default_tolerance(k) if tol is None else tol) * sc.s
-    Ql, ql = qp.Q.tolist(), qp.q.tolist()
-    lbl, ubl = qp.lb.tolist(), qp.ub.tolist()
+    margin = (_TOL[k] if tol is None else tol) * f.sc.s
+    Ql, ql, lbl, ubl = f.Q, f.q, f.lb, f.ub
     choices = [(li,) if li == ui else (li, ui) for li, ui in zip(lbl, ubl)]
     for yl in _product(*choices):
         for row, qi, yi, li, ui in zip(Ql, ql, yl, lbl, ubl):
@@ -177,31 +255,33 @@ def vertex(qp: BoxQP, tol: Optional[float], sc: _Scales) -> Optional[np.ndarray]
     return None
 
 
-def _zero_is_exact(qp: BoxQP, ql: list, lbl: list, ubl: list, al: Optional[list],
-                   sc: _Scales) -> bool:
+def _zero_is_exact(f: SmallQP) -> bool:
     """:func:`~ncvx_ref.qp.polish._zero_is_exact` on floats."""
-    if any(li > 0.0 for li in lbl) or any(ui < 0.0 for ui in ubl):
+    lbl, ubl = f.lb, f.ub
+    if max(lbl) > 0.0 or min(ubl) < 0.0:
         return False
+    sc = f.sc
     w = sc.w
-    g = ql
+    g = ql = f.q
+    al = f.a
     if al is not None:
-        if abs(qp.eq_rhs) / (w * sc.a) != 0.0:
+        if abs(f.qp.eq_rhs) / (w * sc.a) != 0.0:
             return False
         zeros = [0.0] * len(ql)
-        lam = _eq_multiplier(qp, np.zeros(len(ql)), zeros, ql, lbl, ubl, al, w)
+        lam = _eq_multiplier(f, np.zeros(len(ql)), zeros, ql, w)
         g = [gi + lam * ai for gi, ai in zip(ql, al)]
     r = w / sc.s
     return max([abs(_clip(-(gi * r), li, ui)) for gi, li, ui in zip(g, lbl, ubl)]) / w == 0.0
 
 
-def _eq_multiplier(qp: BoxQP, y: np.ndarray, yl: list, g: list, lbl: list, ubl: list,
-                   al: list, w: float) -> float:
+def _eq_multiplier(f: SmallQP, y: np.ndarray, yl: list, g: list, w: float) -> float:
     """:func:`~ncvx_ref.qp.polish.estimate_eq_multiplier` on floats (its least-squares case,
     which takes BLAS dot products, is handed to it)."""
     gap = 1e-9 * w
+    lbl, ubl, al = f.lb, f.ub, f.a
     for yi, li, ui, ai in zip(yl, lbl, ubl, al):
         if ai != 0.0 and yi > li + gap and yi < ui - gap:
-            return estimate_eq_multiplier(qp, y, np.array(g), w)
+            return estimate_eq_multiplier(f.qp, y, np.array(g), w)
     # Every support variable sits at a bound: z_i = g_i + λ a_i must have the sign of its bound.
     lo, hi = -_INF, _INF
     for yi, li, ui, ai, gi in zip(yl, lbl, ubl, al, g):
@@ -227,20 +307,22 @@ def _bound_violation(yl: list, lbl: list, ubl: list) -> float:
     return max([max(li - yi, yi - ui) for yi, li, ui in zip(yl, lbl, ubl)])
 
 
-def _float_residual(qp: BoxQP, y: np.ndarray, yl: list, lbl: list, ubl: list, ql: list,
-                    al: Optional[list], eq_multiplier: Optional[float],
-                    sc: _Scales) -> KKTResidual:
+def _float_residual(f: SmallQP, y: np.ndarray, yl: list,
+                    eq_multiplier: Optional[float]) -> KKTResidual:
     """:func:`~ncvx_ref.qp.polish._residual` of ``y`` (``yl`` its floats) on floats."""
+    sc = f.sc
     w = sc.w
+    lbl, ubl, ql, al = f.lb, f.ub, f.q, f.a
     primal = _bound_violation(yl, lbl, ubl) / w
     if primal < 0.0:
         primal = 0.0
-    g = (qp.Q @ y).tolist()
+    g = (f.Qa @ y).tolist()
     lam = 0.0
     if al is not None:
+        qp = f.qp
         primal = max(primal, abs(float(np.dot(qp.eq_coeffs, y)) - qp.eq_rhs) / (w * sc.a))
         g = [gi + qi for gi, qi in zip(g, ql)]
-        lam = (_eq_multiplier(qp, y, yl, g, lbl, ubl, al, w) if eq_multiplier is None
+        lam = (_eq_multiplier(f, y, yl, g, w) if eq_multiplier is None
                else float(eq_multiplier))
         ql = [lam * ai for ai in al]  # g + λa below, as polish adds it to Qy + q
     r = w / sc.s
@@ -259,22 +341,21 @@ def _float_residual(qp: BoxQP, y: np.ndarray, yl: list, lbl: list, ubl: list, ql
     return KKTResidual(primal, stat, max(primal, stat), lam)
 
 
-def polish_first_round(qp: BoxQP, y0: np.ndarray, tol: Optional[float],
-                       sc: _Scales) -> Optional[PolishOutcome]:
+def polish_first_round(f: SmallQP, y0: np.ndarray, tol: Optional[float]) -> Optional[PolishOutcome]:
     """:func:`~ncvx_ref.qp.polish.polish` (default rounds) when its first guessed active set
     certifies within its repair rounds, else None (the caller runs ``polish``).
 
-    ``y0`` is the solver's finite float64 answer of shape ``(k,)`` (``is_small(qp)``), ``tol``
-    the certification tolerance (None: the default) and ``sc`` the QP's scales.  A round that
-    would need polish's step along a flat direction also gives None.
+    ``y0`` is the solver's finite float64 answer of shape ``(k,)`` for the checked QP ``f``,
+    ``tol`` the certification tolerance (None: the default).  A round that would need
+    polish's step along a flat direction also gives None.
     """
-    k = qp.q.shape[0]
+    k = f.k
     if tol is None:
-        tol = default_tolerance(k)
-    Q, lb, ub, a = qp.Q, qp.lb, qp.ub, qp.eq_coeffs
+        tol = _TOL[k]
+    qp, sc = f.qp, f.sc
+    Q, lb, ub, a = f.Qa, qp.lb, qp.ub, qp.eq_coeffs
     w = sc.w
-    lbl, ubl, ql, y0l = lb.tolist(), ub.tolist(), qp.q.tolist(), y0.tolist()
-    al = None if a is None else a.tolist()
+    lbl, ubl, ql, al, y0l = f.lb, f.ub, f.q, f.a, y0.tolist()
     primal0 = _bound_violation(y0l, lbl, ubl) / w
     if a is not None and not primal0 > 0.0:
         primal0 = max(primal0, abs(float(np.dot(a, y0)) - qp.eq_rhs) / (w * sc.a))
@@ -282,7 +363,7 @@ def polish_first_round(qp: BoxQP, y0: np.ndarray, tol: Optional[float],
 
     def initial_residual() -> KKTResidual:
         if res0[0] is None:
-            res0[0] = _float_residual(qp, y0, y0l, lbl, ubl, ql, al, None, sc)
+            res0[0] = _float_residual(f, y0, y0l, None)
         return res0[0]
 
     if not primal0 > 0.0 and initial_residual().total == 0.0:
@@ -292,7 +373,7 @@ def polish_first_round(qp: BoxQP, y0: np.ndarray, tol: Optional[float],
     lam = 0.0
     if a is not None:
         g0 = [gi + qi for gi, qi in zip((Q @ yc).tolist(), ql)]
-        lam = _eq_multiplier(qp, yc, current, g0, lbl, ubl, al, w)
+        lam = _eq_multiplier(f, yc, current, g0, w)
     # The first guessed active set: bounds within 1e-9 of the bound scale (fixed ones at lb).
     gap = 1e-9 * w
     at_lb = [yi <= li + gap or li == ui for yi, li, ui in zip(current, lbl, ubl)]
@@ -307,7 +388,7 @@ def polish_first_round(qp: BoxQP, y0: np.ndarray, tol: Optional[float],
         if free:
             lam, _ = newton_on_free(qp, y, np.array(free), lam)
             yl = y.tolist()
-        res = _float_residual(qp, y, yl, lbl, ubl, ql, al, lam if a is not None else None, sc)
+        res = _float_residual(f, y, yl, lam if a is not None else None)
         if res.total <= tol:
             break
         z = [(gi + qi) + (lam * si if a is not None else 0.0)

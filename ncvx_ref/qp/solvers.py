@@ -208,26 +208,19 @@ class LibraryQPSolver:
 
     def solve(self, qp: BoxQP) -> np.ndarray:
         self.last_polish = None
-        tiny = small.is_small(qp)  # steps 1, 2 and polishing's common case on Python floats
-        if tiny:
-            scales = small.checked_scales(qp)
-        else:
-            check_qp(qp)
+        if small.is_small(qp):  # steps 1, 2 and polishing's common case on Python floats
+            return self._solve_small(small.checked(qp))
+        check_qp(qp)
         if qp.guess is not None:
             _check_guess(qp)
         pinned = PinnedVariable.of(qp)  # an equality naming one variable fixes it
         if pinned is not None:
             return pinned.expand(self.solve(pinned.reduced))
-        if tiny:
-            y = small.closed_form(qp, self.tol, scales)
-            if y is None:
-                y = small.vertex(qp, self.tol, scales)  # the unique answer at a vertex of the box
-        else:
-            scales = _Scales.of(qp)  # shared by the closed forms and polishing
-            y = closed_form(qp, self.tol, scales=scales)
+        scales = _Scales.of(qp)  # shared by the closed forms and polishing
+        y = closed_form(qp, self.tol, scales=scales)
         if y is not None:
             return y
-        if self.polish and not tiny and qp.guess is not None:
+        if self.polish and qp.guess is not None:
             tol = default_tolerance(qp.size) if self.tol is None else self.tol
             out = polish(qp, qp.guess, tol=GUESS_TOLERANCE_FACTOR * tol, scales=scales,
                          max_active_set_iter=guess_active_set_iter(qp.size))
@@ -245,6 +238,29 @@ class LibraryQPSolver:
                 self.last_polish = PolishOutcome(exact.y, True, exact.residual, None, 0,
                                                  exact.iterations)
                 return exact.y
+        return self._library_answer(qp, scales)
+
+    def _solve_small(self, f: small.SmallQP) -> np.ndarray:
+        """:meth:`solve` of a checked QP of at most 8 variables (``small.checked``): no guessed
+        start and no cold-start active set here (a library call costs less at this size)."""
+        qp = f.qp
+        if qp.guess is not None:
+            _check_guess(qp)
+        pinned = small.pin(f)  # an equality naming one variable fixes it
+        if pinned is not None:
+            fixed, reduced = pinned
+            return fixed.expand(self._solve_small(reduced))
+        y = small.closed_form(f, self.tol)
+        if y is None:
+            y = small.vertex(f, self.tol)  # the unique answer at a vertex of the box
+        if y is not None:
+            return y
+        return self._library_answer(qp, f.sc, f)
+
+    def _library_answer(self, qp: BoxQP, scales: _Scales,
+                        f: Optional[small.SmallQP] = None) -> np.ndarray:
+        """Steps 3 and 4: the library's answer, polished (its first round on floats when the
+        QP's floats ``f`` are given)."""
         try:
             y, ok, status = self._solve_raw(qp)
         except QPSolverError:
@@ -258,7 +274,7 @@ class LibraryQPSolver:
             if not ok:
                 raise QPSolverError(f"{self.library} failed (status: {status}).")
             return y
-        out = small.polish_first_round(qp, y, self.tol, scales) if tiny else None
+        out = None if f is None else small.polish_first_round(f, y, self.tol)
         if out is None:
             out = polish(qp, y, tol=self.tol, scales=scales)
         self.last_polish = out
