@@ -35,12 +35,11 @@ from typing import Optional
 import numpy as np
 
 from .interface import BoxQP
-from .pinned import PinnedVariable
 from .polish import (KKTResidual, PolishOutcome, _residual, _Scales, default_tolerance,
                      estimate_eq_multiplier, newton_on_free)
 
-__all__ = ["SMALL_MAX_K", "VERTEX_MAX_K", "SmallQP", "is_small", "checked", "pin", "closed_form",
-           "vertex", "polish_first_round"]
+__all__ = ["SMALL_MAX_K", "VERTEX_MAX_K", "SmallQP", "is_small", "checked", "pin", "put_back",
+           "closed_form", "vertex", "polish_first_round"]
 
 #: Above this many variables NumPy's vector calls cost less than Python loops over floats.
 SMALL_MAX_K = 8
@@ -66,27 +65,39 @@ def is_small(qp: BoxQP) -> bool:
 
 class SmallQP:
     """A small dense QP's data as Python floats (``Q`` as a list of rows, ``a`` None without
-    equality) and its scales ``sc``: converted once per QP, read by every step of this module.
-    ``qp`` is the QP itself and ``Qa`` its ``Q`` array (for the NumPy calls that stay)."""
+    equality, ``b`` the equality's right-hand side) and its scales ``sc``: converted once per
+    QP, read by every step of this module.
 
-    __slots__ = ("qp", "k", "Qa", "Q", "q", "lb", "ub", "a", "sc")
+    ``qp`` is the QP itself (:class:`BoxQP`), for the NumPy calls that stay.  The reduced QP
+    of :func:`pin` builds its arrays only when a step reads ``qp``: the closed forms and the
+    vertex test, which answer most such QPs, do not.
+    """
 
-    def __init__(self, qp: BoxQP, Qa: np.ndarray, Q: list, q: list, lb: list, ub: list,
-                 a: Optional[list], sc: _Scales) -> None:
-        self.qp, self.k, self.Qa, self.Q, self.q = qp, len(q), Qa, Q, q
-        self.lb, self.ub, self.a, self.sc = lb, ub, a, sc
+    __slots__ = ("_qp", "_pinned", "k", "Q", "q", "lb", "ub", "a", "b", "sc")
+
+    def __init__(self, qp: Optional[BoxQP], Q: list, q: list, lb: list, ub: list,
+                 a: Optional[list], b: float, sc: _Scales, pinned=None) -> None:
+        self._qp, self._pinned, self.k, self.Q, self.q = qp, pinned, len(q), Q, q
+        self.lb, self.ub, self.a, self.b, self.sc = lb, ub, a, b, sc
 
     @classmethod
     def of(cls, qp: BoxQP, sc: _Scales) -> "SmallQP":
         """The floats of a QP already checked, with its scales ``sc`` (no check here)."""
         a = qp.eq_coeffs
-        Qa = qp.Q
-        return cls(qp, Qa, Qa.tolist(), qp.q.tolist(), qp.lb.tolist(), qp.ub.tolist(),
-                   None if a is None else a.tolist(), sc)
+        return cls(qp, qp.Q.tolist(), qp.q.tolist(), qp.lb.tolist(), qp.ub.tolist(),
+                   None if a is None else a.tolist(), qp.eq_rhs, sc)
 
-
-def _abs_max(values) -> float:
-    return max(map(abs, values))
+    @property
+    def qp(self) -> BoxQP:
+        qp = self._qp
+        if qp is None:  # pin's reduced QP: PinnedVariable.of's arrays, from the full QP's
+            full, take = self._pinned
+            full = full.qp
+            Q, guess = full.Q, full.guess
+            qp = self._qp = BoxQP(Q.take(take, 0).take(take, 1), np.array(self.q),
+                                  full.lb.take(take), full.ub.take(take), kind=full.kind,
+                                  guess=None if guess is None else guess.take(take))
+        return qp
 
 
 def _sum_as_numpy(values: list) -> float:
@@ -98,14 +109,35 @@ def _sum_as_numpy(values: list) -> float:
 
 
 def _scales(Ql: list, ql: list, lbl: list, ubl: list, al: Optional[list]) -> _Scales:
-    """:meth:`_Scales.of` on floats (max of absolute values is exact: any order gives it)."""
-    w = max(_abs_max(lbl), _abs_max(ubl))
+    """:meth:`_Scales.of` on floats, for ``lb <= ub`` (checked).
+
+    Maxima of absolute values are exact, in any order; with ``lb <= ub`` the largest
+    ``|lb_i|, |ub_i|`` is ``max(max ub, -min lb)``.  Loops: at this size they cost less than
+    ``max(map(abs, ...))``.
+    """
+    w = -min(lbl)
+    m = max(ubl)
+    if m > w:
+        w = m
     if not w > 0.0:
         w = 1.0
-    s = max(_abs_max(ql), _abs_max(_flat(Ql)) * w)
+    s = 0.0
+    for v in ql:
+        v = abs(v)
+        if v > s:
+            s = v
+    t = 0.0
+    for row in Ql:
+        for v in row:
+            v = abs(v)
+            if v > t:
+                t = v
+    t *= w
+    if t > s:
+        s = t
     if not s > 0.0:
         s = 1.0
-    return _Scales(w, s, 1.0 if al is None else (_abs_max(al) or 1.0))
+    return _Scales(w, s, 1.0 if al is None else (max(map(abs, al)) or 1.0))
 
 
 def checked(qp: BoxQP) -> SmallQP:
@@ -129,18 +161,19 @@ def checked(qp: BoxQP) -> SmallQP:
     if not all(map(_le, lbl, ubl)):
         return _checked_by_numpy(qp)
     al = None
+    b = qp.eq_rhs
     if a is not None:
         al = a.tolist()
-        if not (all(map(_isfinite, al)) and _isfinite(qp.eq_rhs)):
+        if not (all(map(_isfinite, al)) and _isfinite(b)):
             return _checked_by_numpy(qp)
         a_lb = [ai * li for ai, li in zip(al, lbl)]
         a_ub = [ai * ui for ai, ui in zip(al, ubl)]
         lo = _sum_as_numpy([x if x <= y else y for x, y in zip(a_lb, a_ub)])
         hi = _sum_as_numpy([x if x >= y else y for x, y in zip(a_lb, a_ub)])
         slack = _TOL[k] * max(1.0, abs(lo), abs(hi))
-        if not (lo - slack <= qp.eq_rhs <= hi + slack):
+        if not (lo - slack <= b <= hi + slack):
             return _checked_by_numpy(qp)
-    return SmallQP(qp, Q, Ql, ql, lbl, ubl, al, _scales(Ql, ql, lbl, ubl, al))
+    return SmallQP(qp, Ql, ql, lbl, ubl, al, b, _scales(Ql, ql, lbl, ubl, al))
 
 
 def _checked_by_numpy(qp: BoxQP) -> SmallQP:
@@ -149,9 +182,10 @@ def _checked_by_numpy(qp: BoxQP) -> SmallQP:
     return SmallQP.of(qp, _Scales.of(qp))
 
 
-def pin(f: SmallQP) -> Optional[tuple[PinnedVariable, SmallQP]]:
-    """:meth:`PinnedVariable.of <ncvx_ref.qp.pinned.PinnedVariable.of>` of a checked QP, with
-    the reduced QP's floats and scales, else None.
+def pin(f: SmallQP) -> Optional[tuple[int, float, SmallQP]]:
+    """:meth:`PinnedVariable.of <ncvx_ref.qp.pinned.PinnedVariable.of>` of a checked QP on
+    floats: ``(index, value, reduced)``, else None.  :func:`put_back` makes the reduced QP's
+    answer the full one's.
 
     The reduced QP is built from the checked one's data: its ``Q``, bounds and their order
     hold already, so only its ``q`` (``q_i + Q_ij·value``, which can overflow) is checked.
@@ -168,21 +202,27 @@ def pin(f: SmallQP) -> Optional[tuple[PinnedVariable, SmallQP]]:
             j = i
     if j < 0:
         return None
-    qp, Ql, lbl, ubl = f.qp, f.Q, f.lb, f.ub
-    value = min(max(qp.eq_rhs / al[j], lbl[j]), ubl[j])
+    Ql, lbl, ubl = f.Q, f.lb, f.ub
+    value = min(max(f.b / al[j], lbl[j]), ubl[j])
     v = float(value)
     rest, take = _REST[k][j]
     ql = [f.q[i] + Ql[i][j] * v for i in rest]  # NumPy's q + Q[:, j] * value, entry by entry
-    Qa = f.Qa.take(take, 0).take(take, 1)
-    reduced = BoxQP(Qa, np.array(ql), f.qp.lb.take(take), f.qp.ub.take(take), kind=qp.kind,
-                    guess=None if qp.guess is None else qp.guess.take(take))
-    if not _isfinite(sum(ql)) and not all(map(_isfinite, ql)):
-        return PinnedVariable(j, value, reduced), checked(reduced)  # raises check_qp's message
     Qr = [[Ql[r][c] for c in rest] for r in rest]
     lr = [lbl[i] for i in rest]
     ur = [ubl[i] for i in rest]
-    return (PinnedVariable(j, value, reduced),
-            SmallQP(reduced, Qa, Qr, ql, lr, ur, None, _scales(Qr, ql, lr, ur, None)))
+    reduced = SmallQP(None, Qr, ql, lr, ur, None, 0.0, None, (f, take))
+    if not _isfinite(sum(ql)) and not all(map(_isfinite, ql)):
+        return j, value, checked(reduced.qp)  # raises check_qp's message
+    reduced.sc = _scales(Qr, ql, lr, ur, None)
+    return j, value, reduced
+
+
+def put_back(y_reduced: np.ndarray, index: int, value: float) -> np.ndarray:
+    """:meth:`PinnedVariable.expand <ncvx_ref.qp.pinned.PinnedVariable.expand>`: the reduced
+    answer with the fixed value put back at ``index``."""
+    yl = y_reduced.tolist()
+    yl.insert(index, value)
+    return np.array(yl)
 
 
 def _clip(x: float, lo: float, hi: float) -> float:
@@ -201,7 +241,7 @@ def closed_form(f: SmallQP, tol: Optional[float]) -> Optional[np.ndarray]:
     al = f.a
     if al is not None:
         if k == 1 and al[0] != 0.0:
-            return np.array([_clip(f.qp.eq_rhs / al[0], f.lb[0], f.ub[0])])
+            return np.array([_clip(f.b / al[0], f.lb[0], f.ub[0])])
         return None
     Ql = f.Q
     if k > 1 and any(any(row[:i]) or any(row[i + 1:]) for i, row in enumerate(Ql)):
@@ -217,8 +257,7 @@ def closed_form(f: SmallQP, tol: Optional[float]) -> Optional[np.ndarray]:
             yl.append(ui)
         else:
             yl.append(_clip(0.0, li, ui))
-    y = np.array(yl)
-    return y if _float_residual(f, y, yl, None).total <= tol else None
+    return np.array(yl) if _separable_stationarity(f, yl) <= tol else None
 
 
 #: up to this many variables :func:`vertex` tries each vertex of the box (at most 2**k)
@@ -265,7 +304,7 @@ def _zero_is_exact(f: SmallQP) -> bool:
     g = ql = f.q
     al = f.a
     if al is not None:
-        if abs(f.qp.eq_rhs) / (w * sc.a) != 0.0:
+        if abs(f.b) / (w * sc.a) != 0.0:
             return False
         zeros = [0.0] * len(ql)
         lam = _eq_multiplier(f, np.zeros(len(ql)), zeros, ql, w)
@@ -307,6 +346,30 @@ def _bound_violation(yl: list, lbl: list, ubl: list) -> float:
     return max([max(li - yi, yi - ui) for yi, li, ui in zip(yl, lbl, ubl)])
 
 
+def _separable_stationarity(f: SmallQP, yl: list) -> float:
+    """``_float_residual(f, y, yl, None).total`` for a diagonal ``Q`` (no equality) and ``y``
+    in the box (its primal part is 0).
+
+    ``(Qy)_i`` is then ``Q_ii·y_i`` plus exact zeros: one rounding, whatever order or kernel
+    BLAS sums in, so it is computed here without ``Q @ y``.  Only the sign of a zero sum
+    could differ, and the residual's absolute values do not see it.
+    """
+    sc = f.sc
+    w = sc.w
+    r = w / sc.s
+    stat = 0.0
+    for i, (row, yi, qi, li, ui) in enumerate(zip(f.Q, yl, f.q, f.lb, f.ub)):
+        t = yi - (row[i] * yi + qi) * r
+        if t < li:
+            t = li
+        if t > ui:
+            t = ui
+        v = abs(yi - t)
+        if v > stat:
+            stat = v
+    return stat / w
+
+
 def _float_residual(f: SmallQP, y: np.ndarray, yl: list,
                     eq_multiplier: Optional[float]) -> KKTResidual:
     """:func:`~ncvx_ref.qp.polish._residual` of ``y`` (``yl`` its floats) on floats."""
@@ -316,10 +379,10 @@ def _float_residual(f: SmallQP, y: np.ndarray, yl: list,
     primal = _bound_violation(yl, lbl, ubl) / w
     if primal < 0.0:
         primal = 0.0
-    g = (f.Qa @ y).tolist()
+    qp = f.qp
+    g = (qp.Q @ y).tolist()
     lam = 0.0
     if al is not None:
-        qp = f.qp
         primal = max(primal, abs(float(np.dot(qp.eq_coeffs, y)) - qp.eq_rhs) / (w * sc.a))
         g = [gi + qi for gi, qi in zip(g, ql)]
         lam = (_eq_multiplier(f, y, yl, g, w) if eq_multiplier is None
@@ -353,7 +416,7 @@ def polish_first_round(f: SmallQP, y0: np.ndarray, tol: Optional[float]) -> Opti
     if tol is None:
         tol = _TOL[k]
     qp, sc = f.qp, f.sc
-    Q, lb, ub, a = f.Qa, qp.lb, qp.ub, qp.eq_coeffs
+    Q, lb, ub, a = qp.Q, qp.lb, qp.ub, qp.eq_coeffs
     w = sc.w
     lbl, ubl, ql, al, y0l = f.lb, f.ub, f.q, f.a, y0.tolist()
     primal0 = _bound_violation(y0l, lbl, ubl) / w

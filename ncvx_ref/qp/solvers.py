@@ -209,7 +209,10 @@ class LibraryQPSolver:
     def solve(self, qp: BoxQP) -> np.ndarray:
         self.last_polish = None
         if small.is_small(qp):  # steps 1, 2 and polishing's common case on Python floats
-            return self._solve_small(small.checked(qp))
+            f = small.checked(qp)
+            if qp.guess is not None:
+                _check_guess(qp)
+            return self._solve_small(f)
         check_qp(qp)
         if qp.guess is not None:
             _check_guess(qp)
@@ -241,21 +244,19 @@ class LibraryQPSolver:
         return self._library_answer(qp, scales)
 
     def _solve_small(self, f: small.SmallQP) -> np.ndarray:
-        """:meth:`solve` of a checked QP of at most 8 variables (``small.checked``): no guessed
-        start and no cold-start active set here (a library call costs less at this size)."""
-        qp = f.qp
-        if qp.guess is not None:
-            _check_guess(qp)
+        """:meth:`solve` of a checked QP of at most 8 variables (``small.checked``, its guess
+        checked too): no guessed start and no cold-start active set here (a library call
+        costs less at this size)."""
         pinned = small.pin(f)  # an equality naming one variable fixes it
         if pinned is not None:
-            fixed, reduced = pinned
-            return fixed.expand(self._solve_small(reduced))
+            index, value, reduced = pinned
+            return small.put_back(self._solve_small(reduced), index, value)
         y = small.closed_form(f, self.tol)
         if y is None:
             y = small.vertex(f, self.tol)  # the unique answer at a vertex of the box
         if y is not None:
             return y
-        return self._library_answer(qp, f.sc, f)
+        return self._library_answer(f.qp, f.sc, f)
 
     def _library_answer(self, qp: BoxQP, scales: _Scales,
                         f: Optional[small.SmallQP] = None) -> np.ndarray:
