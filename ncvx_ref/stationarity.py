@@ -463,6 +463,23 @@ class MergedColumns:
         return y[self.groups] / counts[self.groups]
 
 
+def _same_columns(a: Array, ref: Array, backend: Backend):
+    """Whether ``a`` equals ``ref`` exactly: one bool for vectors, one per column (a host bool
+    array) for matrices.  On NumPy a first row that differs everywhere answers without the
+    full comparison (gradients of a nonlinear function at two points almost always differ
+    in their first entry)."""
+    xp = backend.xp
+    if backend.host_f64 and type(a) is np.ndarray and type(ref) is np.ndarray:
+        if a.ndim == 1:
+            return bool(a[0] == ref[0]) and bool(np.logical_and.reduce(a == ref))
+        if not (a[0] == ref[0]).any():
+            return np.zeros(a.shape[1], dtype=bool)
+        return np.logical_and.reduce(a == ref, axis=0)
+    if len(a.shape) == 1:
+        return bool(to_host(xp.all(a == ref)))
+    return np.asarray(to_host(xp.all(a == ref, axis=0))) != 0
+
+
 def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
                            current: GradientSample, backend: Backend) -> Optional[MergedColumns]:
     """The merged stationarity QP, or None when no cached column repeats the current point's
@@ -480,13 +497,13 @@ def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
     others = [s for s in samples if s is not current]
     if len(others) != l - 1:
         return None
-    f_same = [bool(to_host(xp.all(s.f_grad == current.f_grad))) for s in others]
+    f_same = [_same_columns(s.f_grad, current.f_grad, backend) for s in others]
 
     def repeats(get):
         ref = get(current)
         if ref is None:
             return None
-        return [np.asarray(to_host(xp.all(get(s) == ref, axis=0))) != 0 for s in others]
+        return [_same_columns(get(s), ref, backend) for s in others]
 
     ce_same = repeats(lambda s: s.ce_grad)
     ci_same = repeats(lambda s: s.ci_grad)
