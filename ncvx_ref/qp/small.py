@@ -35,8 +35,8 @@ from typing import Optional
 import numpy as np
 
 from .interface import BoxQP
-from .polish import (KKTResidual, PolishOutcome, _residual, _Scales, default_tolerance,
-                     estimate_eq_multiplier, newton_on_free)
+from .polish import (KKTResidual, PolishOutcome, _c64, _kernel, _residual, _Scales,
+                     default_tolerance)
 
 __all__ = ["SMALL_MAX_K", "VERTEX_MAX_K", "SmallQP", "is_small", "checked", "pin", "put_back",
            "closed_form", "vertex", "polish_first_round"]
@@ -307,20 +307,23 @@ def _zero_is_exact(f: SmallQP) -> bool:
         if abs(f.b) / (w * sc.a) != 0.0:
             return False
         zeros = [0.0] * len(ql)
-        lam = _eq_multiplier(f, np.zeros(len(ql)), zeros, ql, w)
+        lam = _eq_multiplier(f, zeros, ql, w)
         g = [gi + lam * ai for gi, ai in zip(ql, al)]
     r = w / sc.s
     return max([abs(_clip(-(gi * r), li, ui)) for gi, li, ui in zip(g, lbl, ubl)]) / w == 0.0
 
 
-def _eq_multiplier(f: SmallQP, y: np.ndarray, yl: list, g: list, w: float) -> float:
-    """:func:`~ncvx_ref.qp.polish.estimate_eq_multiplier` on floats (its least-squares case,
-    which takes BLAS dot products, is handed to it)."""
+def _eq_multiplier(f: SmallQP, yl: list, g: list, w: float) -> float:
+    """:func:`~ncvx_ref.qp.polish.estimate_eq_multiplier` of ``y`` (``yl`` its floats) and
+    ``g = Qy + q`` on floats, but for its least-squares case's two BLAS dot products: those
+    are the same ``np.dot`` calls, on contiguous arrays of the same values."""
     gap = 1e-9 * w
     lbl, ubl, al = f.lb, f.ub, f.a
-    for yi, li, ui, ai in zip(yl, lbl, ubl, al):
-        if ai != 0.0 and yi > li + gap and yi < ui - gap:
-            return estimate_eq_multiplier(f.qp, y, np.array(g), w)
+    inside = [i for i, (yi, li, ui, ai) in enumerate(zip(yl, lbl, ubl, al))
+              if ai != 0.0 and yi > li + gap and yi < ui - gap]
+    if inside:
+        a_in = np.array([al[i] for i in inside])
+        return -float(np.dot(a_in, np.array([g[i] for i in inside]))) / float(np.dot(a_in, a_in))
     # Every support variable sits at a bound: z_i = g_i + λ a_i must have the sign of its bound.
     lo, hi = -_INF, _INF
     for yi, li, ui, ai, gi in zip(yl, lbl, ubl, al, g):
@@ -342,8 +345,17 @@ def _eq_multiplier(f: SmallQP, y: np.ndarray, yl: list, g: list, w: float) -> fl
 
 
 def _bound_violation(yl: list, lbl: list, ubl: list) -> float:
-    """``max(lb - y, y - ub)`` over all entries (negative inside the box), as polish reduces it."""
-    return max([max(li - yi, yi - ui) for yi, li, ui in zip(yl, lbl, ubl)])
+    """``max(lb - y, y - ub)`` over all entries (negative inside the box), as polish reduces it
+    (``max``'s choice among equal values, as a loop)."""
+    v = -_INF
+    for yi, li, ui in zip(yl, lbl, ubl):
+        d = li - yi
+        e = yi - ui
+        if e > d:
+            d = e
+        if d > v:
+            v = d
+    return v
 
 
 def _separable_stationarity(f: SmallQP, yl: list) -> float:
@@ -385,7 +397,7 @@ def _float_residual(f: SmallQP, y: np.ndarray, yl: list,
     if al is not None:
         primal = max(primal, abs(float(np.dot(qp.eq_coeffs, y)) - qp.eq_rhs) / (w * sc.a))
         g = [gi + qi for gi, qi in zip(g, ql)]
-        lam = (_eq_multiplier(f, y, yl, g, w) if eq_multiplier is None
+        lam = (_eq_multiplier(f, yl, g, w) if eq_multiplier is None
                else float(eq_multiplier))
         ql = [lam * ai for ai in al]  # g + λa below, as polish adds it to Qy + q
     r = w / sc.s
@@ -436,20 +448,25 @@ def polish_first_round(f: SmallQP, y0: np.ndarray, tol: Optional[float]) -> Opti
     lam = 0.0
     if a is not None:
         g0 = [gi + qi for gi, qi in zip((Q @ yc).tolist(), ql)]
-        lam = _eq_multiplier(f, yc, current, g0, w)
+        lam = _eq_multiplier(f, current, g0, w)
     # The first guessed active set: bounds within 1e-9 of the bound scale (fixed ones at lb).
     gap = 1e-9 * w
     at_lb = [yi <= li + gap or li == ui for yi, li, ui in zip(current, lbl, ubl)]
     at_ub = [yi >= ui - gap and li != ui for yi, li, ui in zip(current, lbl, ubl)]
     shift = al if a is not None else [0.0] * k  # polish's z = Qy + q + (λa or 0.0)
     dual_tol = tol * sc.s
+    # newton_on_free's compiled kernel, its array arguments converted once for all rounds
+    newton = _kernel().newton_on_free
+    has_eq = a is not None
+    Qc, qc = _c64(Q), _c64(qp.q)
+    ac, b = (_c64(a), float(qp.eq_rhs)) if has_eq else (np.zeros(k), 0.0)
     for rnd in range(1, _ROUNDS + 1):
         yl = [ui if u else (li if l else yi)
               for yi, li, ui, l, u in zip(current, lbl, ubl, at_lb, at_ub)]
         free = [i for i in range(k) if not (at_lb[i] or at_ub[i])]
         y = np.array(yl)
         if free:
-            lam, _ = newton_on_free(qp, y, np.array(free), lam)
+            lam = newton(Qc, qc, ac, has_eq, b, y, np.array(free, dtype=np.int64), lam)[0]
             yl = y.tolist()
         res = _float_residual(f, y, yl, lam if a is not None else None)
         if res.total <= tol:
