@@ -763,3 +763,40 @@ def test_default_solver_gives_daqp_a_limit_then_piqp():
     dense = default_qp_solver().dense
     assert isinstance(dense.small, DAQPSolver) and isinstance(dense.large, PIQPSolver)
     assert dense.small.iter_limit == DAQP_ITERATIONS_BEFORE_PIQP and dense.small.limit_is_failure
+
+
+@pytest.mark.parametrize("answer, message", [
+    (np.array([np.nan, 0.5]), "a non-finite answer"),
+    (np.array([np.inf, -np.inf]), "a non-finite answer"),
+    (np.array([0.5]), "an answer of size 1"),
+    (np.zeros(0), "an empty answer"),
+    (None, "an empty answer"),
+])
+def test_counting_counts_a_bad_small_answer_as_a_failure(answer, message):
+    """GRANSO's rule on the small answers' float check (CountingQPSolver)."""
+    from ncvx_ref.qp.counting import CountingQPSolver
+
+    class Fixed:
+        name = "fixed"
+
+        def solve(self, qp):
+            return answer
+
+    counting = CountingQPSolver(Fixed())
+    with pytest.raises(QPSolverError, match=message):
+        counting.solve(BoxQP(np.eye(2), np.zeros(2), np.zeros(2), np.ones(2)))
+    assert counting.requests == 1 and counting.failures == 1
+
+
+def test_counting_accepts_a_finite_answer_whose_sum_overflows():
+    from ncvx_ref.qp.counting import CountingQPSolver
+
+    class Fixed:
+        name = "fixed"
+
+        def solve(self, qp):
+            return np.array([1e308, 1e308])
+
+    counting = CountingQPSolver(Fixed())
+    y = counting.solve(BoxQP(np.eye(2), np.zeros(2), np.zeros(2), np.full(2, 1e308)))
+    assert y.tolist() == [1e308, 1e308] and counting.failures == 0

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from ncvx_ref.qp.interface import BoxQP
+from ncvx_ref.qp import small
+from ncvx_ref.qp.interface import BoxQP, QPSolverError
 from ncvx_ref.qp.pinned import PinnedVariable
-from ncvx_ref.qp.polish import default_tolerance, kkt_residual
-from ncvx_ref.qp.solvers import DAQPSolver, PIQPSolver
+from ncvx_ref.qp.polish import _Scales, default_tolerance, kkt_residual
+from ncvx_ref.qp.solvers import DAQPSolver, PIQPSolver, check_qp
 
 from test_qp import HYP, INSTALLED, SOLVER_NAMES, _objective, solver_params, stationarity_qps
 from ncvx_ref.qp.default import get_qp_solver
@@ -93,3 +94,42 @@ def test_reduced_answer_is_as_good_as_the_whole_qps(qp):
     scale = max(1.0, float(np.max(np.abs(qp.q))), float(np.max(np.abs(qp.Q))))
     assert _objective(qp, y) <= _objective(qp, reference) + 1e-9 * scale
     assert kkt_residual(qp, y).total <= default_tolerance(qp.size)
+
+
+def _bytes(qp: BoxQP) -> list:
+    return [None if x is None else x.tobytes() for x in (qp.Q, qp.q, qp.lb, qp.ub, qp.guess)]
+
+
+@HYP
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(2, 8), data=st.data())
+def test_small_pin_is_the_reduction_on_floats(seed, k, data):
+    """``small.pin``: PinnedVariable.of's index, value and reduced arrays (built on demand),
+    the reduced QP's floats and its scales, from the checked QP's floats."""
+    rng = np.random.default_rng(seed)
+    j = data.draw(st.integers(0, k - 1))
+    mu = data.draw(st.sampled_from([0.01, 1.0, 100.0]))
+    qp = _one_sample_qp(rng, k, j, mu, data.draw(st.sampled_from([mu, 0.5 * mu, 0.0])))
+    if data.draw(st.booleans()):
+        qp = BoxQP(qp.Q, qp.q, qp.lb, qp.ub, qp.eq_coeffs, qp.eq_rhs, qp.kind,
+                   guess=rng.standard_normal(k))
+    index, value, reduced = small.pin(small.checked(qp))
+    ref = PinnedVariable.of(qp)
+    assert (index, value) == (ref.index, ref.value)
+    assert _bytes(reduced.qp) == _bytes(ref.reduced) and reduced.qp.kind == qp.kind
+    r = ref.reduced
+    assert [reduced.Q, reduced.q, reduced.lb, reduced.ub] == [r.Q.tolist(), r.q.tolist(),
+                                                              r.lb.tolist(), r.ub.tolist()]
+    assert reduced.a is None and reduced.sc == _Scales.of(r)
+    y = np.linspace(-1.0, 1.0, k - 1)
+    assert small.put_back(y, index, value).tobytes() == ref.expand(y).tobytes()
+
+
+def test_small_pin_checks_the_reduced_q():
+    """``q + Q[:, j]·value`` can overflow: the reduced QP fails check_qp's test, as before."""
+    Q = np.array([[1.0, 1e308], [1e308, 1.0]])
+    qp = BoxQP(Q, np.array([1e308, 0.0]), np.zeros(2), np.array([1.0, 2.0]),
+               np.array([0.0, 1.0]), 2.0, kind="stationarity")
+    with np.errstate(over="ignore"), pytest.raises(QPSolverError, match="`q` contains inf"):
+        check_qp(PinnedVariable.of(qp).reduced)
+    with pytest.raises(QPSolverError, match="`q` contains inf or NaN"):
+        DAQPSolver().solve(qp)

@@ -310,7 +310,15 @@ def _zero_is_exact(f: SmallQP) -> bool:
         lam = _eq_multiplier(f, zeros, ql, w)
         g = [gi + lam * ai for gi, ai in zip(ql, al)]
     r = w / sc.s
-    return max([abs(_clip(-(gi * r), li, ui)) for gi, li, ui in zip(g, lbl, ubl)]) / w == 0.0
+    # max_i |clip(-g_i·r, lb_i, ub_i)| / w == 0 holds when it holds for each i (division by
+    # w > 0 is monotone): stop at the first entry that fails
+    for gi, li, ui in zip(g, lbl, ubl):
+        t = -(gi * r)
+        t = t if t > li else li  # _clip, inline
+        t = t if t < ui else ui
+        if abs(t) / w != 0.0:
+            return False
+    return True
 
 
 def _eq_multiplier(f: SmallQP, yl: list, g: list, w: float) -> float:
