@@ -611,6 +611,44 @@ def test_small_checks_raise_check_qp_messages(qp, match):
         small.checked(qp)
 
 
+def test_small_equality_check_agrees_with_check_qp_at_its_boundary():
+    """The float path's feasibility test of the equality decides as ``check_qp`` does, also
+    for a right-hand side within a few ulps of ``lo - slack`` or ``hi + slack``, where sums
+    in different orders (terms of mixed magnitude) give different ``lo`` and ``hi``."""
+    rng = np.random.default_rng(5)
+    compared = disagreements_possible = 0
+    for _ in range(400):
+        k = int(rng.integers(2, 9))
+        a = rng.choice([-1.0, 1.0]) * 10.0 ** rng.integers(-8, 9, size=k) * rng.uniform(0.5, 2, k)
+        lb = -rng.uniform(0, 1, k)
+        ub = rng.uniform(0, 1, k)
+        a_lb, a_ub = a * lb, a * ub
+        lo = float(np.add.reduce(np.minimum(a_lb, a_ub)))
+        hi = float(np.add.reduce(np.maximum(a_lb, a_ub)))
+        lows = np.minimum(a_lb, a_ub)
+        disagreements_possible += sum(sorted(lows.tolist())) != lo  # another order, another sum
+        slack = default_tolerance(k) * max(1.0, abs(lo), abs(hi))
+        edge = (lo - slack) if rng.random() < 0.5 else (hi + slack)
+        for steps in range(-3, 4):
+            b = edge
+            for _ in range(abs(steps)):
+                b = np.nextafter(b, np.inf if steps > 0 else -np.inf)
+            qp = BoxQP(np.eye(k), np.zeros(k), lb, ub, a, float(b))
+            try:
+                check_qp(qp)
+                expected = None
+            except QPSolverError as exc:
+                expected = str(exc)
+            try:
+                small.checked(qp)
+                got = None
+            except QPSolverError as exc:
+                got = str(exc)
+            assert got == expected, (k, steps)
+            compared += 1
+    assert compared == 2800 and disagreements_possible > 0
+
+
 def test_solver_answers_are_the_same_without_the_small_path(monkeypatch):
     """Every QP of a short constrained run: the same answer with the float path switched off."""
     from ncvx_ref import solve
