@@ -98,6 +98,8 @@ class BfgsSqp:
         return self.level == RANDOM and self.n_rand < self.opts.max_random_attempts
 
     def _report(self, k, direction, alpha, ls_evals, stat, level) -> bool:
+        if self.callback is None and self.printer is None:
+            return False  # nobody reads the state: not built (a few µs per iteration)
         state = IterationState(
             iteration=k, point=self.S, direction=direction, alpha=alpha, ls_evals=ls_evals,
             n_grads=stat.n_samples, stat_vec=stat.vec, stat_val=stat.value, n_qp=stat.n_qp,
