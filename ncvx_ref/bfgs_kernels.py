@@ -20,6 +20,9 @@ import math
 from functools import lru_cache
 from typing import Optional
 
+import numpy as np
+from array_api_compat import is_cupy_array, is_torch_array
+
 from .backend import Backend
 
 #: from this many variables on, full-BFGS updates are made in place (NumPy float64: BLAS syr2
@@ -33,9 +36,6 @@ RANK2_BLOCK_ELEMENTS = 1 << 22  # row blocks of the generic in-place update (32 
 def rank2_kind(s, H) -> Optional[str]:
     """How the update is made: "blas" (NumPy float64), "inplace" (torch, CuPy), or None (the
     elementwise form: small ``n``, JAX, NumPy float32, a non-contiguous NumPy ``H0``)."""
-    import numpy as np
-    from array_api_compat import is_cupy_array, is_torch_array
-
     if len(s.shape) != 1 or s.shape[0] < RANK2_MIN_N:
         return None
     if isinstance(s, np.ndarray):
@@ -62,8 +62,6 @@ def add_symmetric_rank2(H, s, b, kind: str):
 
         t = H.T  # Fortran-ordered view: its upper triangle is H's lower one
         return dsyr2(1.0, s, b, a=t, lower=0, overwrite_a=1).T
-    from array_api_compat import is_torch_array
-
     if is_torch_array(H):
         H.addr_(s, b)
         H.addr_(b, s)
@@ -82,8 +80,6 @@ SYMV_MAX_COLUMNS = 4
 
 def blas_operand(V) -> bool:
     """Whether :func:`symmetric_product` takes ``V``: a float64 NumPy vector or matrix."""
-    import numpy as np
-
     return isinstance(V, np.ndarray) and V.dtype == np.float64 and V.ndim in (1, 2)
 
 
@@ -96,7 +92,6 @@ def symmetric_product(H, V, lower_only: bool = False):
     (``lower_only``, see :func:`add_symmetric_rank2`).  Rounding differs from ``H @ V``.
     ``V`` must be a :func:`blas_operand`; the caller multiplies anything else by the whole
     ``H`` (``BFGSInverseHessian.apply``)."""
-    import numpy as np
     from scipy.linalg.blas import dsymm, dsymv
 
     Hf = H.T  # Fortran-ordered view for BLAS (its upper triangle is H's lower one)
@@ -121,8 +116,6 @@ def symmetrize_lower(H) -> None:
     """Copy the lower triangle of the row-major ``H`` over its upper one, in place (a pass
     over the matrix; needed only where the whole ``H`` is read: ``dense``, ``state()``, the
     lifted QP path's metric)."""
-    import numpy as np
-
     n = int(H.shape[0])
     strictly_upper = _strictly_upper_mask(min(n, SYMMETRIZE_BLOCK))
     for i0 in range(0, n, SYMMETRIZE_BLOCK):
@@ -135,8 +128,6 @@ def symmetrize_lower(H) -> None:
 
 @lru_cache(maxsize=4)
 def _strictly_upper_mask(size: int):
-    import numpy as np
-
     return np.triu(np.ones((size, size), dtype=bool), 1)
 
 
@@ -155,8 +146,6 @@ def bfgs_matrix(H, u, s, w, backend: Backend, identity_scale: Optional[float] = 
     (GRANSO's form needs about five) and the rows of a scaled identity are formed block by
     block; other namespaces use the direct expression.
     """
-    import numpy as np
-
     if not isinstance(u, np.ndarray):
         if H is None:
             H = identity_scale * backend.eye(int(u.shape[0]))
@@ -204,8 +193,6 @@ def _bfgs_matrix_floats(H, u, s, w, identity_scale: Optional[float]):
     The same elementwise IEEE operations in the same order, so the same values; the scaled
     identity's entries are ``identity_scale * 1.0`` and ``identity_scale * 0.0``, as there.
     """
-    import numpy as np
-
     ul, sl, wl = u.tolist(), s.tolist(), w.tolist()
     n = len(ul)
     if H is None:
@@ -224,8 +211,6 @@ def scaled_identity(n: int, gamma: float, backend: Backend):
     from fresh (lazily zeroed) pages and only the diagonal is written: the first in-place
     update then touches only the lower triangle, where ``eye * γ`` made a pass over all
     ``n²`` entries (n = 4000: ~100 ms, once per run)."""
-    import numpy as np
-
     if backend.host_f64:
         out = np.zeros((n, n))
         out.reshape(-1)[:: n + 1] = gamma  # the diagonal (a strided view: no copy)
