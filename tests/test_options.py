@@ -58,6 +58,20 @@ def test_types_after_validation():
     assert Options(mu0=np.array(3.0)).mu0 == 3.0  # a 0-d array is a scalar
 
 
+def test_defaults_not_given_equal_defaults_given_and_checked():
+    """Options not given keep their defaults unchecked per construction (they are checked once
+    at import); every value and type must be what checking them would give."""
+    implicit = Options()
+    explicit = Options(**implicit.to_dict())
+    assert explicit.explicit == frozenset(implicit.to_dict()) and implicit.explicit == frozenset()
+    for name, value in explicit.to_dict().items():
+        got = getattr(implicit, name)
+        assert type(got) is type(value) and got == value, name
+    partial = Options(maxit=7, mu0=3)
+    assert partial.maxit == 7 and type(partial.mu0) is float
+    assert partial.opt_tol == implicit.opt_tol and type(partial.ngrad) is type(implicit.ngrad)
+
+
 @pytest.mark.parametrize("n, expected", [(1, 2), (3, 6), (10, 20), (30, 40), (89, 99), (90, 100),
                                          (1000, 100)])
 def test_resolved_ngrad_default(n, expected):
