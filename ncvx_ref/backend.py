@@ -24,6 +24,7 @@ Array = Any
 _F64 = np.dtype(np.float64)
 _add_reduce = np.add.reduce
 _max_reduce = np.maximum.reduce
+_or_reduce = np.logical_or.reduce
 _FEW = 16  # arrays of at most this many entries are checked on Python floats
 
 
@@ -108,6 +109,12 @@ class Backend:
         if self.host_f64 and _is_host_f64(a) and a.ndim == 1:
             return float(_max_reduce(a))
         return float(self.xp.max(a))
+
+    def any(self, mask: Array) -> bool:
+        """Whether any entry of the boolean array ``mask`` is true (``xp.any`` as a bool)."""
+        if self.host_f64 and type(mask) is np.ndarray:
+            return bool(_or_reduce(mask, axis=None))  # np.any's value without its wrapper (~3 µs)
+        return bool(self.xp.any(mask))
 
     def all_finite(self, a: Array) -> bool:
         if self.host_f64 and type(a) is np.ndarray:

@@ -10,10 +10,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
 from .backend import Backend
 from .evaluation import Evaluation
 
 Array = Any
+_fmax_reduce = np.fmax.reduce
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,11 @@ def _record(fields: dict) -> PenaltyPoint:
     return pt
 
 
-def _max_ignoring_nan(xp, v) -> float:
+def _max_ignoring_nan(backend: Backend, v) -> float:
     """MATLAB's ``max``: NaN entries skipped, NaN only if every entry is NaN."""
+    if backend.host_f64 and type(v) is np.ndarray:
+        return float(_fmax_reduce(v))  # fmax skips NaN, and gives NaN when all are
+    xp = backend.xp
     nan = xp.isnan(v)
     if bool(xp.all(nan)):
         return float("nan")
@@ -117,7 +123,7 @@ def penalty_point(x: Array, ev: Evaluation, mu: float, backend: Backend,
         gi = _column_sum(ev.ci_grad, active, backend)
     if ev.ce is not None:
         v = xp.abs(ev.ce)
-        tve = _max_ignoring_nan(xp, v)
+        tve = _max_ignoring_nan(backend, v)
         tve_l1 = backend.sum(v)
         nonneg = ev.ce >= 0
         ge = (_column_sum(ev.ce_grad, nonneg, backend)

@@ -472,7 +472,7 @@ def _same_columns(a: Array, ref: Array, backend: Backend):
     if backend.host_f64 and type(a) is np.ndarray and type(ref) is np.ndarray:
         if a.ndim == 1:
             return bool(a[0] == ref[0]) and bool(np.logical_and.reduce(a == ref))
-        if not (a[0] == ref[0]).any():
+        if not backend.any(a[0] == ref[0]):
             return np.zeros(a.shape[1], dtype=bool)
         return np.logical_and.reduce(a == ref, axis=0)
     if len(a.shape) == 1:
@@ -507,7 +507,10 @@ def merge_repeated_columns(pt: PenaltyPoint, samples: List[GradientSample],
 
     ce_same = repeats(lambda s: s.ce_grad)
     ci_same = repeats(lambda s: s.ci_grad)
-    found = any(f_same) or any(bool(np.any(r)) for grp in (ce_same, ci_same) if grp for r in grp)
+    # the masks are host NumPy arrays (whatever the run's namespace): NumPy's reduction, without
+    # np.any's wrapper
+    found = any(f_same) or any(bool(np.logical_or.reduce(r)) for grp in (ce_same, ci_same)
+                               if grp for r in grp)
     if not found:
         return None
 

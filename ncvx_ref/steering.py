@@ -162,7 +162,7 @@ def steer(pt: PenaltyPoint, apply_M: Callable[[Array], Array], params: SteeringP
     if r >= params.c_viol * V - tol:
         return d.vector(), mu
     if (params.ineq_margin < math.inf and pt.ce is None
-            and not bool(backend.xp.any(pt.ci > -params.ineq_margin))):
+            and not backend.any(pt.ci > -params.ineq_margin)):
         return d.vector(), mu
     r_ref = pred(data.solve(0.0, qp_solver))
     if r >= params.c_viol * r_ref - tol:

@@ -19,7 +19,7 @@ def _unscale(pt: Optional[PointRecord], sc, options, backend: Backend) -> Option
     if ci is None and ce is None:
         return dataclasses.replace(pt, f=f)
     tvi = max(float(xp.max(ci)), 0.0) if ci is not None else 0.0
-    tve = _max_ignoring_nan(xp, xp.abs(ce)) if ce is not None else 0.0
+    tve = _max_ignoring_nan(backend, xp.abs(ce)) if ce is not None else 0.0
     return dataclasses.replace(pt, f=f, ci=ci, ce=ce, tvi=tvi, tve=tve, tv=_fmax(tvi, tve),
                                feasible_to_tol=bool(tvi <= options.viol_ineq_tol and tve <= options.viol_eq_tol))
 
