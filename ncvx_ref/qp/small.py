@@ -383,11 +383,16 @@ def _separable_stationarity(f: SmallQP, yl: list) -> float:
     could differ, and the residual's absolute values do not see it.
     """
     sc = f.sc
-    w = sc.w
-    r = w / sc.s
+    g = [row[i] * yi + qi for i, (row, yi, qi) in enumerate(zip(f.Q, yl, f.q))]
+    return _projected_step(yl, g, f.lb, f.ub, sc.w / sc.s) / sc.w
+
+
+def _projected_step(yl: list, g: list, lbl: list, ubl: list, r: float) -> float:
+    """``max_i |y_i - clip(y_i - g_i·r, lb_i, ub_i)|``: the stationarity part of polish's
+    residual (before its division by ``w``), with ``g`` the gradient ``z``."""
     stat = 0.0
-    for i, (row, yi, qi, li, ui) in enumerate(zip(f.Q, yl, f.q, f.lb, f.ub)):
-        t = yi - (row[i] * yi + qi) * r
+    for yi, gi, li, ui in zip(yl, g, lbl, ubl):
+        t = yi - gi * r
         if t < li:
             t = li
         if t > ui:
@@ -395,7 +400,7 @@ def _separable_stationarity(f: SmallQP, yl: list) -> float:
         v = abs(yi - t)
         if v > stat:
             stat = v
-    return stat / w
+    return stat
 
 
 def _float_residual(f: SmallQP, y: np.ndarray, yl: list,
@@ -416,19 +421,8 @@ def _float_residual(f: SmallQP, y: np.ndarray, yl: list,
         lam = (_eq_multiplier(f, yl, g, w) if eq_multiplier is None
                else float(eq_multiplier))
         ql = [lam * ai for ai in al]  # g + λa below, as polish adds it to Qy + q
-    r = w / sc.s
-    stat = 0.0
-    for yi, gi, qi, li, ui in zip(yl, g, ql, lbl, ubl):
-        gi = gi + qi
-        t = yi - gi * r
-        if t < li:
-            t = li
-        if t > ui:
-            t = ui
-        v = abs(yi - t)
-        if v > stat:
-            stat = v
-    stat /= w
+    z = [gi + qi for gi, qi in zip(g, ql)]
+    stat = _projected_step(yl, z, lbl, ubl, w / sc.s) / w
     return KKTResidual(primal, stat, max(primal, stat), lam)
 
 
