@@ -50,15 +50,9 @@ def _dot(x, y):
 
 @njit(cache=True, error_model="numpy")
 def _gradient(Q, y, q):
-    """``Qy + q`` (rows of a C-ordered ``Q``)."""
+    """``Qy + q`` (rows of a C-ordered ``Q``): :func:`_free_gradient` of every row."""
     k = y.shape[0]
-    g = np.empty(k)
-    for i in range(k):
-        t = 0.0
-        for j in range(k):
-            t += Q[i, j] * y[j]
-        g[i] = t + q[i]
-    return g
+    return _free_gradient(Q, y, q, np.arange(k), k)
 
 
 @njit(cache=True, error_model="numpy")
