@@ -12,11 +12,10 @@ import math
 
 import numpy as np
 
+from ..backend import host_all_finite
 from .interface import BoxQP, QPSolver, QPSolverError
 
 _FLOAT64 = np.dtype(np.float64)
-_FEW = 16  # answers up to this size are checked on Python floats: cheaper than NumPy's calls
-_isfinite = math.isfinite
 
 
 class CountingQPSolver:
@@ -40,10 +39,8 @@ class CountingQPSolver:
             raise QPSolverError(f"{self.name} failed on a {qp.kind} QP of size {qp.size}: "
                                 f"{type(exc).__name__}: {exc}") from exc
         if (y.__class__ is np.ndarray and y.dtype is _FLOAT64 and y.shape == qp.q.shape
-                and y.ndim == 1 and y.shape[0] <= _FEW and _isfinite(sum(y.tolist()))):
-            # The usual small answer, checked on floats (an inf or NaN entry makes the sum
-            # non-finite; a finite answer whose sum overflows takes the NumPy test below)
-            return y
+                and y.ndim == 1 and host_all_finite(y)):
+            return y  # the usual answer: float64, of the QP's size, finite
         y = np.asarray(y, dtype=np.float64).reshape(-1) if y is not None else np.zeros(0)
         if y.size != qp.size or np.count_nonzero(np.isfinite(y)) != y.size:
             self.failures += 1
