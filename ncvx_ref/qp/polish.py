@@ -233,7 +233,6 @@ def _zero_is_exact(qp: BoxQP, sc: _Scales) -> bool:
     return float(_max(_abs(np.minimum(np.maximum(-(g * (w / sc.s)), lb), ub)))) / w == 0.0
 
 
-
 class _ReducedKKT:
     """Null-space solver of the reduced KKT system ``[Q_ff a_f; a_fᵀ 0]`` for Newton corrections.
 
