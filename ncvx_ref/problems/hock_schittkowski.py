@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector
+from ._base import TestProblem, as_float_vector, namespace, device
 
 
 @dataclass(frozen=True, eq=False)
@@ -15,8 +14,8 @@ class HS071(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
-        dev = aac.device(x)
+        xp = namespace(x)
+        dev = device(x)
         x1, x2, x3, x4 = x[0], x[1], x[2], x[3]
         s = x1 + x2 + x3
         f = x1 * x4 * s + x3
@@ -36,7 +35,7 @@ class HS035(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
+        xp = namespace(x)
         x1, x2, x3 = x[0], x[1], x[2]
         f = (9.0 - 8.0 * x1 - 6.0 * x2 - 4.0 * x3 + 2.0 * x1 * x1 + 2.0 * x2 * x2 + x3 * x3
              + 2.0 * x1 * x2 + 2.0 * x1 * x3)
@@ -44,7 +43,7 @@ class HS035(TestProblem):
                       -4.0 + 2.0 * x3 + 2.0 * x1])
         ci = xp.concat([xp.reshape(x1 + x2 + 2.0 * x3 - 3.0, (1,)), -x])
         ci_grad = xp.asarray([[1.0, -1.0, 0.0, 0.0], [1.0, 0.0, -1.0, 0.0], [2.0, 0.0, 0.0, -1.0]],
-                             dtype=x.dtype, device=aac.device(x))
+                             dtype=x.dtype, device=device(x))
         return Evaluation(f=f, f_grad=g, ci=ci, ci_grad=ci_grad)
 
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector
+from ._base import TestProblem, as_float_vector, namespace, device
 
 
 @dataclass(frozen=True, eq=False)
@@ -17,8 +16,8 @@ class Infeasible(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
-        dev = aac.device(x)
+        xp = namespace(x)
+        dev = device(x)
         f = xp.sum(x * x)
         x1 = x[0]
         if self.variant == "ineq":

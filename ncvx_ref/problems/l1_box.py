@@ -5,10 +5,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector
+from ._base import TestProblem, as_float_vector, namespace
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,7 +33,7 @@ class L1Box(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
+        xp = namespace(x)
         r = self._data("A", x) @ x - self._data("b", x)
         f = xp.sum(xp.abs(r))
         g = self._data("At", x) @ xp.sign(r)

@@ -5,10 +5,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector, one_hot_first_max
+from ._base import TestProblem, as_float_vector, one_hot_first_max, namespace
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,7 +21,7 @@ class MaxQ(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
+        xp = namespace(x)
         sq = x * x
         return Evaluation(f=xp.max(sq), f_grad=2.0 * x * one_hot_first_max(xp, sq))
 
@@ -43,7 +42,7 @@ class MaxQuad(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
+        xp = namespace(x)
         Qx = self._data("Qs", x) @ x                       # (K, n): row k = Q_k x
         qs = self._data("qs", x)
         vals = 0.5 * xp.vecdot(Qx, x) + qs @ x + self._data("cs", x)

@@ -5,10 +5,9 @@ from dataclasses import dataclass
 import math
 
 import numpy as np
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector
+from ._base import TestProblem, as_float_vector, namespace, device
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -34,8 +33,8 @@ class NonsmoothRosenbrock(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
-        dev = aac.device(x)
+        xp = namespace(x)
+        dev = device(x)
         x1, x2 = x[0], x[1]
         t = x1 * x1 - x2
         s = 2.0 * xp.astype(t >= 0, x.dtype) - 1.0      # +1 at the kink (t == 0)

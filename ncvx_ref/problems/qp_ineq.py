@@ -5,10 +5,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector
+from ._base import TestProblem, as_float_vector, namespace
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,7 +25,7 @@ class QPIneq(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
+        xp = namespace(x)
         Qx = self._data("Q", x) @ x
         q = self._data("q", x)
         f = 0.5 * xp.vecdot(x, Qx) + xp.vecdot(q, x)

@@ -4,10 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector
+from ._base import TestProblem, as_float_vector, namespace, device
 
 
 @dataclass(frozen=True, eq=False)
@@ -18,14 +17,14 @@ class Rosenbrock(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
+        xp = namespace(x)
         head, tail = x[:-1], x[1:]
         r = tail - head * head
         one_m = 1.0 - head
         f = xp.sum(self.a * (r * r) + one_m * one_m)
         g_head = -4.0 * self.a * r * head - 2.0 * one_m
         g_tail = 2.0 * self.a * r
-        zero = xp.zeros((1,), dtype=x.dtype, device=aac.device(x))
+        zero = xp.zeros((1,), dtype=x.dtype, device=device(x))
         g = xp.concat([g_head, zero]) + xp.concat([zero, g_tail])
         return Evaluation(f=f, f_grad=g)
 

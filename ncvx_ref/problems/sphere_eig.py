@@ -5,10 +5,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector
+from ._base import TestProblem, as_float_vector, namespace
 
 
 @dataclass(frozen=True, eq=False)
@@ -19,7 +18,7 @@ class SphereEig(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
+        xp = namespace(x)
         Ax = self._data("A", x) @ x
         f = xp.vecdot(x, Ax)
         ce = xp.reshape(xp.vecdot(x, x) - 1.0, (1,))

@@ -5,10 +5,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import array_api_compat as aac
 
 from ..evaluation import Evaluation
-from ._base import TestProblem, as_float_vector
+from ._base import TestProblem, as_float_vector, namespace, device
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,12 +44,12 @@ class SVMSoftMargin(TestProblem):
 
     def evaluate(self, x) -> Evaluation:
         self._check(x)
-        xp = aac.array_namespace(x)
+        xp = namespace(x)
         d = self.d
         w, b, zeta = x[:d], x[d], x[d + 1:]
         f = 0.5 * xp.vecdot(w, w) + self.C * xp.sum(zeta)
-        g = xp.concat([w, xp.zeros((1,), dtype=x.dtype, device=aac.device(x)),
-                       xp.full(zeta.shape, self.C, dtype=x.dtype, device=aac.device(x))])
+        g = xp.concat([w, xp.zeros((1,), dtype=x.dtype, device=device(x)),
+                       xp.full(zeta.shape, self.C, dtype=x.dtype, device=device(x))])
         y = self._data("y", x)
         margin = y * (self._data("X", x) @ w + b)
         ci = xp.concat([1.0 - zeta - margin, -zeta])
