@@ -94,9 +94,8 @@ def _bound_scale(qp: BoxQP) -> float:
     return w if w > 0.0 else 1.0
 
 
-def _gradient_scale(qp: BoxQP, w: float) -> float:
-    Q = qp.Q
-    s = max(_abs_max(qp.q), (float(_max(_abs(Q), axis=None)) if Q.size else 0.0) * w)
+def _gradient_scale(q_abs_max: float, Q_abs_max: float, w: float) -> float:
+    s = max(q_abs_max, Q_abs_max * w)
     return s if s > 0.0 else 1.0
 
 
@@ -106,6 +105,7 @@ class _Scales(NamedTuple):
     w: float  # bound magnitude
     s: float  # gradient magnitude
     a: float  # equality coefficient magnitude (1 without equality)
+    Q_max: float  # max |Q_ij| (0 for an empty QP): also :func:`_sign_threshold`'s, an O(k²) pass
 
     @staticmethod
     def of(qp: BoxQP) -> "_Scales":
@@ -113,7 +113,9 @@ class _Scales(NamedTuple):
         a = 1.0
         if qp.eq_coeffs is not None:
             a = _abs_max(qp.eq_coeffs) or 1.0
-        return _Scales(w, _gradient_scale(qp, w), a)
+        Q = qp.Q
+        Q_max = float(_max(_abs(Q), axis=None)) if Q.size else 0.0
+        return _Scales(w, _gradient_scale(_abs_max(qp.q), Q_max, w), a, Q_max)
 
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -640,8 +642,7 @@ def _sign_threshold(qp: BoxQP, tol: float, sc: _Scales) -> float:
     ``sqrt(yᵀQy)`` is about 1e-8 (maxquad_K5_n10's last termination QPs: ``yᵀQy`` 4e-14..1e-13
     against 3e-16..7e-16 on this scale).
     """
-    Q = qp.Q
-    s_q = (float(_max(_abs(Q), axis=None)) if Q.size else 0.0) * sc.w
+    s_q = sc.Q_max * sc.w
     s_free = s_q
     a = qp.eq_coeffs
     support = None if a is None else a != 0.0

@@ -136,12 +136,11 @@ def _scales(Ql: list, ql: list, lbl: list, ubl: list, al: Optional[list]) -> _Sc
             v = abs(v)
             if v > t:
                 t = v
-    t *= w
-    if t > s:
-        s = t
+    if t * w > s:
+        s = t * w
     if not s > 0.0:
         s = 1.0
-    return _Scales(w, s, 1.0 if al is None else (max(map(abs, al)) or 1.0))
+    return _Scales(w, s, 1.0 if al is None else (max(map(abs, al)) or 1.0), t)
 
 
 def checked(qp: BoxQP) -> SmallQP:
