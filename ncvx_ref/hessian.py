@@ -87,9 +87,10 @@ class BFGSInverseHessian:
         self._in_place_kind: Optional[str] = None  # rank2_kind of the last in-place update
         self._lower_only = False  # only H's lower triangle is current (BLAS syr2 updates)
         self._generation_view = None  # see metric_array
-        # H = γ0 I + (rank-2 terms in span{s_i, u_i}) while it grew from the scaled identity:
-        # the vectors of those terms, kept while few enough to be useful (see low_rank_form)
-        self._low_rank: Optional[List[Array]] = [] if H0 is None else None
+        # H = γ0 I (or diag(d0), a diagonal NumPy H0) + rank-2 terms in span{s_i, u_i}: the
+        # vectors of those terms, kept while few enough to be useful (see low_rank_form)
+        self._diag0 = None if H0 is None else _positive_diagonal(H0)
+        self._low_rank: Optional[List[Array]] = [] if H0 is None or self._diag0 is not None else None
         self._gamma0: Optional[float] = None
         self._memo = ProductMemo(backend)  # products of recurring arrays (rank-2 path only)
         # H = γ I + rank-2 terms while they are few (see bfgs_factored): None when not (yet)
@@ -189,6 +190,8 @@ class BFGSInverseHessian:
                 self._H = gamma * self._H
                 self._owns_H = True
                 self._memo.clear()
+                if self._diag0 is not None:
+                    self._diag0 = gamma * self._diag0
                 if self._abs_bound is not None:
                     self._abs_bound *= gamma
             self._scale_pending = False
@@ -220,7 +223,8 @@ class BFGSInverseHessian:
         return code
 
     def _record_low_rank(self, s: Array, u: Array) -> None:
-        """Keep the vectors of an applied update while ``H - γ0 I`` has low rank.
+        """Keep the vectors of an applied update while ``H - γ0 I`` (or ``H - diag(d0)``) has
+        low rank.
 
         Every update adds ``-(u sᵀ + s uᵀ) + κ s sᵀ``, so ``H - γ0 I`` stays in the span of
         the recorded ``s`` and ``u``.  Beyond ``LOW_RANK_MAX_FRACTION·n`` vectors the low-rank
@@ -229,7 +233,7 @@ class BFGSInverseHessian:
         """
         if self._low_rank is None:
             return
-        if self._gamma0 is None:
+        if self._gamma0 is None and self._diag0 is None:
             self._gamma0 = self._gamma_identity
         if len(self._low_rank) + 2 > min(LOW_RANK_MAX_FRACTION * self.n, LOW_RANK_MAX_VECTORS):
             self._low_rank = None
@@ -237,10 +241,17 @@ class BFGSInverseHessian:
         # s may be the caller's array; u is this update's own (rho * H y): no copy needed
         self._low_rank += [self._b.xp.asarray(s, copy=True), u]
 
-    def low_rank_form(self) -> Optional[Tuple[float, List[Array]]]:
-        """``(γ0, vectors)`` with ``H - γ0 I`` in the span of ``vectors`` (at least one), or None
-        (``H0`` given by the user, no update yet, or too many updates for the form to pay)."""
-        if not self._low_rank or self._H is None:
+    def low_rank_form(self) -> Optional[Tuple[Any, List[Array]]]:
+        """``(base, vectors)`` with ``H - B`` in the span of ``vectors``: ``B = γ0 I`` for a float
+        ``base`` (``H`` grown from the scaled identity; at least one vector), ``B = diag(base)``
+        for a host vector (``H`` grown from a diagonal NumPy ``H0``; no vector before the first
+        update).  None for any other ``H0``, before the first update from the identity, or after
+        too many updates for the form to pay."""
+        if self._low_rank is None or self._H is None:
+            return None
+        if self._diag0 is not None:
+            return self._diag0, list(self._low_rank)
+        if not self._low_rank:
             return None
         return self._gamma0, list(self._low_rank)
 
@@ -343,6 +354,22 @@ class BFGSInverseHessian:
         terms.append(s, b)
         self._abs_bound = bound
         return True
+
+
+def _positive_diagonal(H0: Array):
+    """The diagonal of ``H0`` (a NumPy copy) when ``H0`` is a diagonal float64 NumPy matrix with
+    a positive, finite diagonal, else None (one pass over ``H0``, no temporary)."""
+    import numpy as np
+
+    if not (isinstance(H0, np.ndarray) and H0.dtype == np.float64 and H0.ndim == 2
+            and H0.shape[0] == H0.shape[1]):
+        return None
+    d = np.array(np.diagonal(H0))
+    if np.count_nonzero(H0) != np.count_nonzero(d):
+        return None
+    if not (np.all(np.isfinite(d)) and np.min(d, initial=1.0) > 0.0):
+        return None
+    return d
 
 
 def _overflow_limit(xp, dtype) -> float:

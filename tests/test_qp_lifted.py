@@ -419,3 +419,109 @@ def test_repeated_gradients_are_merged_exactly():
     assert kkt_residual(_dense(qp), y).total <= default_tolerance(k)
     y_ref = PIQPSolver().solve(_dense(qp))
     assert abs(_objective(qp, y) - _objective(qp, y_ref)) <= 1e-10 * max(1.0, abs(_objective(qp, y_ref)))
+
+
+def _diagonal_low_rank_metric(rng, n: int, updates: int):
+    """A positive diagonal plus BFGS-like rank-2 terms, with the diagonal and the vectors."""
+    d = 10.0 ** rng.uniform(-1, 3, n)
+    M = np.diag(d)
+    vectors = []
+    for _ in range(updates):
+        s, y = rng.standard_normal(n), rng.standard_normal(n)
+        y += 2.0 * s / d  # sᵀy > 0
+        rho = 1.0 / float(s @ y)
+        u = rho * (M @ y)
+        kappa = rho * rho * float(y @ M @ y) + rho
+        M = M - (np.outer(u, s) + np.outer(s, u)) + kappa * np.outer(s, s)
+        vectors += [s, u]
+    return (M + M.T) / 2, d, vectors
+
+
+@pytest.mark.parametrize("updates", [0, 1, 5])
+def test_diagonal_low_rank_inverse_matches_the_dense_inverse(updates):
+    """``M = diag(d) + low rank``: the registered form's ``diag(c) + W F Wᵀ`` is ``M⁻¹``."""
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(30 + updates)
+    n = 60
+    M, d, vectors = _diagonal_low_rank_metric(rng, n, updates)
+    lifted.register_low_rank_metric(M, d, vectors)
+    c, W, F = lifted._low_rank_inverse(M)
+    assert c.shape == (n,)
+    Minv = np.diag(c) + (0.0 if W is None else W @ F @ W.T)
+    assert (W is None) == (updates == 0)
+    assert np.allclose(Minv @ M, np.eye(n), atol=1e-9)
+    if W is not None:
+        assert np.allclose(F, F.T, atol=0.0)
+
+
+def test_diagonal_low_rank_form_is_checked_before_use():
+    """A wrong diagonal, a metric the vectors do not span, or a non-positive diagonal is refused."""
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(40)
+    M, d, vectors = _diagonal_low_rank_metric(rng, 60, 3)
+    wrong = d.copy()
+    wrong[7] *= 1.5
+    lifted.register_low_rank_metric(M, wrong, vectors)
+    assert lifted._low_rank_inverse(M) is None
+    M_other = M + 1e-2 * np.max(np.abs(M)) * np.outer(np.cos(np.arange(60)), np.cos(np.arange(60)))
+    lifted.register_low_rank_metric(M_other, d, vectors)
+    assert lifted._low_rank_inverse(M_other) is None
+    D = np.diag(d)
+    lifted.register_low_rank_metric(D, -d, [])
+    assert lifted._low_rank_inverse(D) is None
+    not_diagonal = D + 1e-3 * np.max(d) * np.eye(60, k=1) + 1e-3 * np.max(d) * np.eye(60, k=-1)
+    lifted.register_low_rank_metric(not_diagonal, d, [])
+    assert lifted._low_rank_inverse(not_diagonal) is None
+
+
+@pytest.mark.parametrize("updates", [0, 4])
+def test_structured_qp_with_diagonal_metric_takes_the_sparse_path(updates, monkeypatch):
+    """A diagonal metric (plus rank-2 terms) gives the dense path's answer through the sparse
+    ``S0`` (no dense ``M⁻¹`` is formed)."""
+    from ncvx_ref.qp import lifted
+    rng = np.random.default_rng(50 + updates)
+    n, k = 200, 600
+    M, d, vectors = _diagonal_low_rank_metric(rng, n, updates)
+    A = np.zeros((n, k))
+    for j in range(k):
+        A[rng.choice(n, 2, replace=False), j] = rng.standard_normal(2)
+    lifted.register_low_rank_metric(M, d, vectors)
+    calls = []
+    real = lifted._sparse_K_solver
+    monkeypatch.setattr(lifted, "_sparse_K_solver", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(lifted, "_metric_inverse", lambda M: pytest.fail("dense M⁻¹ formed"))
+    qp = BoxQP(None, rng.standard_normal(k), np.zeros(k), np.ones(k), kind="steering",
+               A=sp.csc_matrix(A), M=M)
+    solver = LiftedQPSolver(min_k=1)
+    y = solver.solve(qp)
+    assert calls and solver.dense_fallbacks == 0 and solver.low_rank_retries == 0
+    dense = _dense(qp)
+    assert kkt_residual(dense, y).total <= default_tolerance(k)
+    y_ref = PIQPSolver().solve(dense)
+    assert abs(_objective(qp, y) - _objective(qp, y_ref)) <= 1e-10 * max(1.0, abs(_objective(qp, y_ref)))
+
+
+def test_bfgs_low_rank_form_of_a_diagonal_H0():
+    """With a diagonal NumPy ``H0`` the form's base is that diagonal (scaled with ``H`` at the
+    first update when ``scaleH0``), ``H - diag(base)`` lies in the span of its vectors, and a
+    non-diagonal ``H0`` has no form."""
+    from ncvx_ref import hessian
+    rng = np.random.default_rng(17)
+    n = 40
+    b = Backend.of(np.zeros(1))
+    d0 = rng.uniform(0.5, 2.0, n)
+    for scale in (False, True):
+        H = hessian.BFGSInverseHessian(n, b, H0=np.diag(d0), scaleH0=scale)
+        base, vecs = H.low_rank_form()
+        assert np.array_equal(base, d0) and vecs == []
+        for _ in range(3):
+            s = rng.standard_normal(n)
+            y = s + 0.3 * rng.standard_normal(n)
+            assert H.update(s, y, float(s @ y), False) in (hessian.UPDATED, hessian.UPDATED_UNSCALED)
+            base, vecs = H.low_rank_form()
+            V = np.column_stack(vecs)
+            R = H.dense - np.diag(base)
+            P = V @ np.linalg.pinv(V)
+            assert np.max(np.abs(R - P @ R @ P)) <= 1e-10 * np.max(np.abs(H.dense))
+    full = np.diag(d0) + 0.01 * np.ones((n, n))
+    assert hessian.BFGSInverseHessian(n, b, H0=full).low_rank_form() is None

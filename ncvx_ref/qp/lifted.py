@@ -250,25 +250,32 @@ def _metric_inverse(M: np.ndarray) -> np.ndarray:
     return Minv
 
 
-def register_low_rank_metric(M: np.ndarray, gamma: float, vectors) -> None:
-    """Record that ``M - gamma I`` lies in the span of ``vectors`` (host arrays of length n).
+def register_low_rank_metric(M: np.ndarray, base, vectors) -> None:
+    """Record that ``M - B`` lies in the span of ``vectors`` (host arrays of length n), where
+    ``B`` is ``base·I`` for a float ``base`` or ``diag(base)`` for a vector ``base``.
 
-    :func:`host_metric` does this for the full-memory BFGS ``H`` grown from a scaled identity
-    (``BFGSInverseHessian.low_rank_form``); the interior point then factors its Newton matrix
-    through that form (:func:`_low_rank_inverse`) instead of forming and factoring ``M⁻¹``.
+    :func:`host_metric` does this for the full-memory BFGS ``H`` grown from a scaled identity or
+    from a diagonal ``H0`` (``BFGSInverseHessian.low_rank_form``; a diagonal ``H0`` before any
+    update has no vectors); the interior point then factors its Newton matrix through that
+    form (:func:`_low_rank_inverse`) instead of forming and factoring ``M⁻¹``.
     """
-    _remember(_LOW_RANK_FORMS, M, (float(gamma), list(vectors)))
+    base = float(base) if np.ndim(base) == 0 else np.array(base, dtype=np.float64)
+    _remember(_LOW_RANK_FORMS, M, (base, list(vectors)))
 
 
 def _low_rank_inverse(M: np.ndarray):
-    """``M⁻¹ = (1/γ) I + W F Wᵀ`` (``W`` orthonormal, ``n x r``) for a registered metric, else None.
+    """``M⁻¹ = C + W F Wᵀ`` for a registered metric as ``(C, W, F)``, else None: ``C`` is the
+    float ``1/γ`` (meaning ``I/γ``) or the vector ``1/d`` (meaning ``diag(1/d)``); ``W`` is
+    ``n x r`` (None with a diagonal base and no vectors).
 
-    With ``W`` an orthonormal basis of the registered vectors and ``E = Wᵀ M W``,
+    With a scaled-identity base ``γ`` and ``W`` an orthonormal basis of the registered vectors,
+    ``E = Wᵀ M W``,
     ``M = γ (I - W Wᵀ) + W E Wᵀ``, so ``M⁻¹ = (1/γ)(I - W Wᵀ) + W E⁻¹ Wᵀ`` and
     ``F = E⁻¹ - I/γ``.  Costs ``O(n² r)`` once per metric array (the QPs of an iteration share
     it).  Checked: ``M`` must map ``span(W)`` into itself and act as ``γ I`` on a probe vector
     orthogonal to it, to ``_LOW_RANK_CHECK_RTOL`` of ``max |M_ij|``; otherwise (or when ``E``
-    is not numerically SPD) None, and the caller uses the dense ``M⁻¹``.
+    is not numerically SPD) None, and the caller uses the dense ``M⁻¹``.  A diagonal base:
+    :func:`_factor_diagonal_low_rank`.
     """
     hit = _recall(_LOW_RANK_INVERSES, M)
     if hit is not None:
@@ -281,30 +288,24 @@ def _low_rank_inverse(M: np.ndarray):
     return out
 
 
-def _factor_low_rank(M: np.ndarray, gamma: float, vectors):
+def _factor_low_rank(M: np.ndarray, base, vectors):
+    if np.ndim(base) != 0:
+        return _factor_diagonal_low_rank(M, base, vectors)
+    gamma = base
     n = M.shape[0]
     if not (gamma > 0.0 and np.isfinite(gamma)) or not vectors:
         return None
-    B = np.column_stack([np.asarray(v, dtype=np.float64) for v in vectors])
-    norms = np.sqrt(np.einsum("ij,ij->j", B, B))
-    B = B[:, norms > 0.0] / norms[norms > 0.0]  # unit columns: the SVD then sees dependence,
-    if B.shape[1] == 0:                          # not the vectors' scales (|u| grows with H)
+    W = _orthonormal_span(vectors)
+    if W is None:
         return None
-    U, sv, _ = np.linalg.svd(B, full_matrices=False)
-    if not (sv.size and sv[0] > 0.0 and np.all(np.isfinite(sv))):
-        return None
-    W = np.ascontiguousarray(U[:, sv > 1e-12 * sv[0]])
     MW = M @ W
     E = W.T @ MW
     E = (E + E.T) / 2
     scale = float(np.max(np.abs(M)))
     tol = _LOW_RANK_CHECK_RTOL * scale
-    probe = np.cos(np.arange(n, dtype=np.float64))  # deterministic, generic direction
-    probe -= W @ (W.T @ probe)
-    pn = float(np.linalg.norm(probe))
-    if pn < 1e-3 * np.sqrt(n):  # span(W) is (nearly) everything: nothing to gain
+    probe = _probe_outside(W, n)
+    if probe is None:  # span(W) is (nearly) everything: nothing to gain
         return None
-    probe /= pn
     off = float(np.max(np.abs(M @ probe - gamma * probe)))
     inside = float(np.max(np.abs(MW - W @ E)))
     if not (off <= tol and inside <= tol):
@@ -317,6 +318,71 @@ def _factor_low_rank(M: np.ndarray, gamma: float, vectors):
     F = (Einv + Einv.T) / 2
     F[np.diag_indices_from(F)] -= 1.0 / gamma
     return 1.0 / gamma, W, F
+
+
+def _factor_diagonal_low_rank(M: np.ndarray, d: np.ndarray, vectors):
+    """:func:`_low_rank_inverse` for ``M = diag(d) + W C Wᵀ`` (``W`` an orthonormal basis of the
+    vectors, ``C = Wᵀ(M − diag(d))W``): by Woodbury in the form that allows a singular ``C``,
+    ``M⁻¹ = D⁻¹ − D⁻¹W C (I + P C)⁻¹ WᵀD⁻¹`` with ``P = WᵀD⁻¹W``, returned as
+    ``(1/d, D⁻¹W, −C (I + P C)⁻¹)`` (that last matrix is symmetric).  Checked as the
+    scaled-identity form is: ``M − diag(d)`` must vanish on a probe orthogonal to ``W`` and map
+    ``span(W)`` into itself, to ``_LOW_RANK_CHECK_RTOL`` of ``max |M_ij|``."""
+    n = M.shape[0]
+    if d.shape != (n,) or not (np.all(np.isfinite(d)) and np.min(d, initial=1.0) > 0.0):
+        return None
+    tol = _LOW_RANK_CHECK_RTOL * float(np.max(np.abs(M)))
+    dinv = 1.0 / d
+    if not vectors:
+        probe = np.cos(np.arange(n, dtype=np.float64))
+        if float(np.max(np.abs(M @ probe - d * probe))) > tol:
+            return None
+        return dinv, None, None
+    W = _orthonormal_span(vectors)
+    if W is None:
+        return None
+    probe = _probe_outside(W, n)
+    if probe is None:
+        return None
+    R_W = M @ W - d[:, None] * W  # (M − D) W
+    C = W.T @ R_W
+    C = (C + C.T) / 2
+    off = float(np.max(np.abs(M @ probe - d * probe)))
+    inside = float(np.max(np.abs(R_W - W @ C)))
+    if not (off <= tol and inside <= tol):
+        return None
+    Wt = dinv[:, None] * W
+    P = W.T @ Wt
+    try:
+        F = -np.linalg.solve((np.eye(C.shape[0]) + P @ C).T, C.T).T  # C (I + P C)⁻¹
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(F)):
+        return None
+    return dinv, Wt, (F + F.T) / 2
+
+
+def _orthonormal_span(vectors) -> Optional[np.ndarray]:
+    """An orthonormal basis (``n x r``) of the vectors' span, or None when it is empty."""
+    B = np.column_stack([np.asarray(v, dtype=np.float64) for v in vectors])
+    norms = np.sqrt(np.einsum("ij,ij->j", B, B))
+    B = B[:, norms > 0.0] / norms[norms > 0.0]  # unit columns: the SVD then sees dependence,
+    if B.shape[1] == 0:                          # not the vectors' scales (|u| grows with H)
+        return None
+    U, sv, _ = np.linalg.svd(B, full_matrices=False)
+    if not (sv.size and sv[0] > 0.0 and np.all(np.isfinite(sv))):
+        return None
+    return np.ascontiguousarray(U[:, sv > 1e-12 * sv[0]])
+
+
+def _probe_outside(W: np.ndarray, n: int) -> Optional[np.ndarray]:
+    """A deterministic, generic unit vector orthogonal to ``span(W)``; None when the span is
+    (nearly) everything."""
+    probe = np.cos(np.arange(n, dtype=np.float64))
+    probe -= W @ (W.T @ probe)
+    pn = float(np.linalg.norm(probe))
+    if pn < 1e-3 * np.sqrt(n):
+        return None
+    return probe / pn
 
 
 # ------------------------------------------------------------------------------------ interior point
@@ -354,28 +420,36 @@ class _Columns:
 
 
 class _NewtonSolver:
-    """Solves ``(Q̃ + D) x = r`` by Woodbury through ``K = M̃⁻¹ + Ã D⁻¹ Ãᵀ`` (one factorization)."""
+    """Solves ``(Q̃ + D) x = r`` by Woodbury through ``K = M̃⁻¹ + Ã D⁻¹ Ãᵀ`` (one factorization).
 
-    def __init__(self, cols: _Columns, Minv, Minv_scalar: Optional[float], D: np.ndarray,
+    ``M̃⁻¹`` is given as one of: the dense ``Minv``; ``Minv_diagonal``, a float ``c`` (``c I``)
+    or a vector (``diag``); ``Minv_low_rank = (c, W, F)``, ``c`` as before plus ``W F Wᵀ``.
+    """
+
+    def __init__(self, cols: _Columns, Minv, Minv_diagonal, D: np.ndarray,
                  Qt: Callable[[np.ndarray], np.ndarray], Minv_low_rank=None) -> None:
         At = cols.At
         self.At, self.D, self.Qt = At, D, Qt
         Dinv = 1.0 / D
         self.Dinv = Dinv
         n = At.shape[0]
-        if cols.sparse and cols.sparse_K and (Minv_low_rank is not None or Minv_scalar is not None):
-            c, W, F = Minv_low_rank if Minv_low_rank is not None else (Minv_scalar, None, None)
+        if cols.sparse and cols.sparse_K and (Minv_low_rank is not None or Minv_diagonal is not None):
+            c, W, F = Minv_low_rank if Minv_low_rank is not None else (Minv_diagonal, None, None)
             self._solveK = _sparse_K_solver(cols, Dinv, c, W, F)
             return
         K = cols.gram(Dinv)
-        if Minv_scalar is not None:
-            K[np.diag_indices(n)] += Minv_scalar
+        if Minv_diagonal is not None:
+            K[np.diag_indices(n)] += Minv_diagonal
         else:
             K += Minv
         try:
             c = sla.cho_factor(K, lower=True, check_finite=False, overwrite_a=True)
         except np.linalg.LinAlgError:
-            K = cols.gram(Dinv) + (Minv if Minv is not None else Minv_scalar * np.eye(n))
+            K = cols.gram(Dinv)
+            if Minv is not None:
+                K += Minv
+            else:
+                K[np.diag_indices(n)] += Minv_diagonal
             ridge = 1e-14 * max(1.0, float(np.max(np.abs(np.diag(K)))))
             c = sla.cho_factor(K + ridge * np.eye(n), lower=True, check_finite=False)
         self._solveK = lambda v: sla.cho_solve(c, v, check_finite=False)
@@ -405,11 +479,12 @@ class _NewtonSolver:
         return x
 
 
-def _sparse_K_solver(cols: _Columns, Dinv: np.ndarray, c: float, W: Optional[np.ndarray],
+def _sparse_K_solver(cols: _Columns, Dinv: np.ndarray, c, W: Optional[np.ndarray],
                      F: Optional[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """``v -> K⁻¹ v`` for ``K = c I + W F Wᵀ + Ã D⁻¹ Ãᵀ`` with sparse ``Ã`` (``W`` None: ``c I``).
+    """``v -> K⁻¹ v`` for ``K = C + W F Wᵀ + Ã D⁻¹ Ãᵀ`` with sparse ``Ã``, where ``C`` is
+    ``c I`` for a float ``c`` or ``diag(c)`` for a vector (``W`` None: ``C`` alone).
 
-    ``K = S0 + U G Uᵀ``: ``S0 = c I + Ã_s D_s⁻¹ Ã_sᵀ`` is sparse (sparse LU), and ``U = [Ã_d, W]``,
+    ``K = S0 + U G Uᵀ``: ``S0 = C + Ã_s D_s⁻¹ Ã_sᵀ`` is sparse (sparse LU), and ``U = [Ã_d, W]``,
     ``G = diag(D_d⁻¹, F)`` hold the dense gradient columns and the metric's low-rank part.
     Woodbury in the form that allows a singular ``G``:
     ``K⁻¹ = S0⁻¹ - Z G (I + Uᵀ Z G)⁻¹ Uᵀ S0⁻¹`` with ``Z = S0⁻¹ U``.  Cost: a sparse
@@ -417,8 +492,8 @@ def _sparse_K_solver(cols: _Columns, Dinv: np.ndarray, c: float, W: Optional[np.
     ``K``.  For ``cols.sparse_K`` patterns only.
     """
     n = cols.At.shape[0]
-    S0 = (cols.As @ sp.diags(Dinv[cols.sparse_idx]) @ cols.As.T
-          + sp.identity(n, format="csr") * c).tocsc()
+    C = sp.identity(n, format="csr") * c if np.ndim(c) == 0 else sp.diags(c, format="csr")
+    S0 = (cols.As @ sp.diags(Dinv[cols.sparse_idx]) @ cols.As.T + C).tocsc()
     # COLAMD: the same fill as MMD on A+Aᵀ for these arrow-like patterns (many columns
     # coupling a few dense rows), at an eighth of the ordering time (2 ms against 18 ms, n = 1021)
     lu = spla.splu(S0, permc_spec="COLAMD", diag_pivot_thresh=0.0,
@@ -459,9 +534,10 @@ def interior_point(qp: BoxQP, ops: Optional[StructuredOps] = None, *, tol: float
 
 
 def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
-                          tols=(1e-9, 1e-12), max_iter: int = 100, low_rank: bool = True):
+                          tols=(1e-12,), max_iter: int = 100, low_rank: bool = True):
     """:func:`interior_point` as a generator: yields ``(y, converged, status)`` each time the
-    next tolerance of ``tols`` is reached (or once on failure), then resumes from there.
+    next tolerance of ``tols`` is reached (or once on failure, with the most accurate iterate
+    it met), then resumes from there.
 
     ``low_rank``: use a registered low-rank form of ``M⁻¹`` (:func:`_low_rank_inverse`) when
     there is one; False: the dense ``M⁻¹``.
@@ -490,13 +566,15 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
     qt = qt / sigma
     m_scalar = None if ops.M is not None else ops.M_scalar / sigma
     Minv = None
-    Minv_scalar = None
+    Minv_diagonal = None
     Minv_low_rank = None
     form = None
     if ops.M is not None and cols.sparse and cols.sparse_K and low_rank:
         form = _low_rank_inverse(ops.M)
     ops.low_rank_used = form is not None
-    if form is not None:
+    if form is not None and form[1] is None:  # a diagonal M: M⁻¹ = diag(c)
+        Minv_diagonal = sigma * form[0]
+    elif form is not None:
         c_lr, W_lr, F_lr = form
         Minv_low_rank = (sigma * c_lr, W_lr, sigma * F_lr)
     elif ops.M is not None:
@@ -504,7 +582,7 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
     else:
         if not m_scalar > 0.0:
             raise QPSolverError("lifted QP: the metric scale must be positive.")
-        Minv_scalar = 1.0 / m_scalar
+        Minv_diagonal = 1.0 / m_scalar
 
     def Qt(t):
         z = np.asarray(At @ t)
@@ -537,7 +615,7 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
     status = "max iterations"
     ok = False
     stalls = 0
-    best_merit = np.inf
+    best_merit, best_tu = np.inf, (t, u)  # (t, u) are new arrays at every step: no copies
     for it in range(max_iter):
         g = Qt(t) + qt
         rd = g - z1 + z2 + (lam * at if at is not None else 0.0)
@@ -551,13 +629,14 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
                 return
             continue
         merit = max(float(np.max(np.abs(rd))), abs(re), mu)
-        best_merit = min(best_merit, merit)
+        if merit < best_merit:
+            best_merit, best_tu = merit, (t, u)
         if merit > 1e6 * best_merit:  # diverging (inaccurate Newton solves): give up early
             status = f"diverged at iteration {it} (residual {merit:.1e})"
             break
         D = z1 / s1 + z2 / s2
         try:
-            ns = _NewtonSolver(cols, Minv, Minv_scalar, D, Qt, Minv_low_rank)
+            ns = _NewtonSolver(cols, Minv, Minv_diagonal, D, Qt, Minv_low_rank)
         except (np.linalg.LinAlgError, RuntimeError, ValueError) as exc:
             status = f"factorization failed: {exc}"
             break
@@ -600,7 +679,7 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
         z1 = np.maximum(z1 + ad * dz1, np.finfo(float).tiny)
         z2 = np.maximum(z2 + ad * dz2, np.finfo(float).tiny)
         lam = lam + ad * dl
-    yield _unscale(t, u), ok, status
+    yield _unscale(*best_tu), ok, status  # on failure, the most accurate iterate met
 
 
 # ------------------------------------------------------------------------------------ polishing
@@ -837,8 +916,10 @@ class LiftedQPSolver:
     threshold, default :data:`LIFTED_MIN_K`), ``dense`` (solver for dense QPs), ``name``.
     """
 
-    #: interior-point tolerances at which polishing is tried, in order (measured, large_qps.md)
-    ipm_stages = (1e-9, 1e-12)
+    #: interior-point tolerances at which polishing is tried, in order (measured, large_qps.md,
+    #: "Polishing from the accurate interior point" (thirteenth session): 1e-9 first cost 25
+    #: failed polishing rounds per QP near degenerate SVM optima)
+    ipm_stages = (1e-12,)
 
     def __init__(self, *, tol: Optional[float] = None, min_k: Optional[int] = None,
                  dense=None, name: str = "lifted") -> None:
@@ -884,8 +965,7 @@ class LiftedQPSolver:
                 and kkt_residual_structured(qp, zero, ops, g=qp.q.copy()).total == 0.0):
             self.last_status = "y = 0 exact"
             return zero
-        # A moderately accurate interior point identifies the active set; polishing makes the
-        # answer exact.  Only when that fails is the interior point run to full accuracy.
+        # An accurate interior point identifies the active set; polishing makes the answer exact.
         # Ill-conditioned data (a nearly singular M) can defeat the interior point's Woodbury
         # solves.  Through a low-rank form of M⁻¹ (its F is indefinite) that happens on QPs the
         # dense M⁻¹ solves: those are retried with it.  The dense path (Q formed once) is the
