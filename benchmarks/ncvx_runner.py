@@ -20,6 +20,10 @@ def run(inst, fun, x0, options: dict, trace=None) -> dict:
             return False
     opts = dict(options)
     qp_solver = opts.pop("qp_solver", None)
+    blocks = opts.pop("H0_diagonal", None)
+    if blocks is not None:
+        from benchmarks.problems import diagonal_from_blocks
+        opts["H0"] = np.diag(diagonal_from_blocks(blocks))
     if trace is not None:
         trace.start()
     t = time.perf_counter()

@@ -328,6 +328,12 @@ def load_instance(spec: dict, xp) -> Instance:
     raise ValueError(f"unknown job kind {spec['kind']!r}; expected 'bench' or 'case'.")
 
 
+def diagonal_from_blocks(blocks) -> np.ndarray:
+    """The suite option ``H0_diagonal`` (``[[count, value], ...]``, kept short in the job's
+    JSON) as the diagonal vector it describes; runners pass ``diag`` of it as GRANSO's ``H0``."""
+    return np.concatenate([np.full(int(count), float(value)) for count, value in blocks])
+
+
 def violation(ci, ce) -> float:
     """GRANSO's total violation: the infinity norm of (max(ci, 0), |ce|) (NumPy inputs)."""
     v = 0.0

@@ -113,6 +113,15 @@ def _build(mode: str, cases_dir: Optional[str]) -> List[Case]:
                       options={"print_level": 0}, solvers=("ncvx_ref",) + pg + SCIPY,
                       peer_maxit={} if (quick or full) else {"pygranso": 3},
                       repeats=1, trace=True))
+    # ... and with GRANSO's H0 option set from the objective's Hessian diag(I_d, 0, 0_N): 1 on
+    # w, 1000 (large inverse curvature) on b and the slacks, scaleH0 off (docs/benchmarks.md,
+    # "SVM with an H0 from the objective", thirteenth session).
+    cases.append(Case(f"svm_N{N}_H0", "5 soft-margin SVM", "bench", "svm", {"N": N, "d": d}, seed=5,
+                      options={"print_level": 0, "scaleH0": False,
+                               "H0_diagonal": [[d, 1.0], [N + 1, 1000.0]]},
+                      solvers=("ncvx_ref",) + (pg if (quick or full) else ()) + ("slsqp",),
+                      repeats=1, trace=True,
+                      notes="H0 = diag(1 on w, 1000 on b and the slacks), scaleH0 = False"))
     # 6. adversarial attack, box folded into one constraint and as 2n constraints.
     att = {"d_in": 196, "hidden": 50} if quick else {}
     tag = "_d196" if quick else ""

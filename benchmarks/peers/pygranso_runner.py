@@ -4,7 +4,7 @@ The instance is evaluated in torch (``globalAD=False``: PyGRANSO receives the an
 gradients the other solvers receive).  PyGRANSO works with ``(n, 1)`` column tensors and a
 Python-float objective; this adapter reshapes at the boundary and its cost is counted as
 user-function time.  Options are passed under their GRANSO names; keys the suite uses for
-other solvers (``qp_solver``, ``scipy_*``) are dropped.
+other solvers (``qp_solver``, ``scipy_*``) are dropped, and ``H0_diagonal`` becomes ``H0``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-_SUITE_ONLY = ("qp_solver",)
+_SUITE_ONLY = ("qp_solver", "H0_diagonal")
 
 
 def run(inst, fun, x0, options: dict, trace=None) -> dict:
@@ -38,6 +38,10 @@ def run(inst, fun, x0, options: dict, trace=None) -> dict:
         if key in _SUITE_ONLY or key.startswith("scipy_"):
             continue
         setattr(opts, key, value)
+    if options.get("H0_diagonal") is not None:
+        from benchmarks.problems import diagonal_from_blocks
+        opts.H0 = torch.diag(torch.as_tensor(diagonal_from_blocks(options["H0_diagonal"]),
+                                             dtype=torch.float64))
     if trace is not None:
         def halt_log_fn(iteration, x, penaltyfn_parts, *rest):
             trace.record(lambda: (penaltyfn_parts.f, penaltyfn_parts.tv))
