@@ -116,12 +116,12 @@ def _build(mode: str, cases_dir: Optional[str]) -> List[Case]:
     # ... and with GRANSO's H0 option set from the objective's Hessian diag(I_d, 0, 0_N): 1 on
     # w, 1000 (large inverse curvature) on b and the slacks, scaleH0 off (docs/benchmarks.md,
     # "SVM with an H0 from the objective", thirteenth session).
+    # Past f* the BFGS H loses its conditioning and the QPs slow down (docs/large_qps.md,
+    # "Known gaps"): a clock ends the run (none in full mode: 10 iterations there).
+    stop = {"maxit": 10} if full else {"maxclocktime": 20.0 if quick else 120.0}
     cases.append(Case(f"svm_N{N}_H0", "5 soft-margin SVM", "bench", "svm", {"N": N, "d": d}, seed=5,
-                      options={"print_level": 0, "scaleH0": False,
-                               "H0_diagonal": [[d, 1.0], [N + 1, 1000.0]],
-                               # past f* the BFGS H loses its conditioning and the QPs slow
-                               # down (docs/large_qps.md, "Known gaps"): the clock ends the run
-                               "maxclocktime": 20.0 if quick else 120.0},
+                      options=dict({"print_level": 0, "scaleH0": False,
+                                    "H0_diagonal": [[d, 1.0], [N + 1, 1000.0]]}, **stop),
                       solvers=("ncvx_ref",) + (pg if (quick or full) else ()) + ("slsqp",),
                       repeats=1, trace=True,
                       notes="H0 = diag(1 on w, 1000 on b and the slacks), scaleH0 = False"))
