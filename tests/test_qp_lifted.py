@@ -97,20 +97,27 @@ def test_sparse_factorization_path():
     assert kkt_residual(_dense(qp), y).total <= default_tolerance(200)
 
 
-def _low_rank_metric(rng, n: int, updates: int):
-    """``γ I`` plus BFGS-like rank-2 terms, as BFGSInverseHessian builds it, with its vectors."""
-    gamma = 0.7
-    M = gamma * np.eye(n)
+def _bfgs_like_updates(rng, M: np.ndarray, updates: int, pull: np.ndarray):
+    """``M`` after BFGS-like rank-2 updates (``y = noise + 2 s·pull``, so ``sᵀy > 0``), as
+    BFGSInverseHessian makes them, with the vectors ``s, u`` of each update."""
+    n = M.shape[0]
     vectors = []
     for _ in range(updates):
         s, y = rng.standard_normal(n), rng.standard_normal(n)
-        y += 2.0 * s  # sᵀy > 0
+        y += 2.0 * s * pull
         rho = 1.0 / float(s @ y)
         u = rho * (M @ y)
         kappa = rho * rho * float(y @ M @ y) + rho
         M = M - (np.outer(u, s) + np.outer(s, u)) + kappa * np.outer(s, s)
         vectors += [s, u]
-    return (M + M.T) / 2, gamma, vectors
+    return (M + M.T) / 2, vectors
+
+
+def _low_rank_metric(rng, n: int, updates: int):
+    """``γ I`` plus BFGS-like rank-2 terms, as BFGSInverseHessian builds it, with its vectors."""
+    gamma = 0.7
+    M, vectors = _bfgs_like_updates(rng, gamma * np.eye(n), updates, np.ones(n))
+    return M, gamma, vectors
 
 
 def test_low_rank_inverse_matches_the_dense_inverse():
@@ -424,17 +431,8 @@ def test_repeated_gradients_are_merged_exactly():
 def _diagonal_low_rank_metric(rng, n: int, updates: int):
     """A positive diagonal plus BFGS-like rank-2 terms, with the diagonal and the vectors."""
     d = 10.0 ** rng.uniform(-1, 3, n)
-    M = np.diag(d)
-    vectors = []
-    for _ in range(updates):
-        s, y = rng.standard_normal(n), rng.standard_normal(n)
-        y += 2.0 * s / d  # sᵀy > 0
-        rho = 1.0 / float(s @ y)
-        u = rho * (M @ y)
-        kappa = rho * rho * float(y @ M @ y) + rho
-        M = M - (np.outer(u, s) + np.outer(s, u)) + kappa * np.outer(s, s)
-        vectors += [s, u]
-    return (M + M.T) / 2, d, vectors
+    M, vectors = _bfgs_like_updates(rng, np.diag(d), updates, 1.0 / d)
+    return M, d, vectors
 
 
 @pytest.mark.parametrize("updates", [0, 1, 5])
