@@ -683,11 +683,10 @@ def interior_point_stages(qp: BoxQP, ops: Optional[StructuredOps] = None, *,
 
 
 # ------------------------------------------------------------------------------------ polishing
-#: active-set rounds per guessed active set in :func:`polish_structured`.  On svm_N1000 (150 s of
-#: the default run, and the run with an H0 from the objective) the certified guesses took 1-3
-#: rounds, a few 8-12; the uncertified ones ran to the cap, ~0.1 s a round on free blocks of
-#: 1000-2000 variables (47 of them: 105 s at the former cap of 25)
-STRUCTURED_POLISH_ROUNDS = 12
+#: active-set rounds per guessed active set in :func:`polish_structured` (25: measured against
+#: 12 and 6 in docs/large_qps.md, "Low-rank metric", and against 12 again in the thirteenth
+#: session: equal progress on svm_N1000 over 360 s, slower late iterations with 12)
+STRUCTURED_POLISH_ROUNDS = 25
 
 
 def polish_structured(qp: BoxQP, y0: np.ndarray, ops: Optional[StructuredOps] = None, *,
