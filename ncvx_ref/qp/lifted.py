@@ -437,19 +437,19 @@ class _NewtonSolver:
             c, W, F = Minv_low_rank if Minv_low_rank is not None else (Minv_diagonal, None, None)
             self._solveK = _sparse_K_solver(cols, Dinv, c, W, F)
             return
-        K = cols.gram(Dinv)
-        if Minv_diagonal is not None:
-            K[np.diag_indices(n)] += Minv_diagonal
-        else:
-            K += Minv
-        try:
-            c = sla.cho_factor(K, lower=True, check_finite=False, overwrite_a=True)
-        except np.linalg.LinAlgError:
+
+        def dense_K() -> np.ndarray:
             K = cols.gram(Dinv)
-            if Minv is not None:
-                K += Minv
-            else:
+            if Minv_diagonal is not None:
                 K[np.diag_indices(n)] += Minv_diagonal
+            else:
+                K += Minv
+            return K
+
+        try:
+            c = sla.cho_factor(dense_K(), lower=True, check_finite=False, overwrite_a=True)
+        except np.linalg.LinAlgError:
+            K = dense_K()
             ridge = 1e-14 * max(1.0, float(np.max(np.abs(np.diag(K)))))
             c = sla.cho_factor(K + ridge * np.eye(n), lower=True, check_finite=False)
         self._solveK = lambda v: sla.cho_solve(c, v, check_finite=False)
