@@ -115,7 +115,7 @@ def _build(mode: str, cases_dir: Optional[str]) -> List[Case]:
                       repeats=1, trace=True))
     # ... and with GRANSO's H0 option set from the objective's Hessian diag(I_d, 0, 0_N): 1 on
     # w, 1000 (large inverse curvature) on b and the slacks, scaleH0 off (docs/benchmarks.md,
-    # "SVM with an H0 from the objective", thirteenth session).
+    # thirteenth session; problem 5b).
     # Past f* the BFGS H loses its conditioning and the QPs slow down (docs/large_qps.md,
     # "Known gaps"): a clock ends the run (none in full mode: 10 iterations there).
     stop = {"maxit": 10} if full else {"maxclocktime": 20.0 if quick else 120.0}

@@ -484,8 +484,9 @@ def newton_on_free(Q, q, a, has_eq, b, y, idx, lam):
     """Minimize the QP over the variables ``idx`` with the others fixed, in place on ``y``.
 
     One Newton step of the reduced KKT system plus one refinement step, one factorization for
-    both (a non-finite step is not taken).  Returns ``(lam, flat, has_flat)``: the updated equality multiplier and the
-    first step's component in the flat directions of the reduced ``Q``.
+    both (a non-finite step is not taken).  Returns ``(lam, flat, has_flat)``: the updated
+    equality multiplier and the first step's component in the flat directions of the reduced
+    ``Q``.
     """
     nf = idx.shape[0]
     Q_ff, a_f = _free_part(Q, a, has_eq, idx, nf)
